@@ -1,0 +1,86 @@
+"""Request dependencies: the wired services, API-key authentication and tenant checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from core.bots import authenticate, get_bot
+from core.errors import NotFound
+from core.models import Bot
+from core.policy.commands import Actor, Channel
+from core.services import Services
+
+bearer = HTTPBearer(auto_error=False, description="An admin key or a bot key")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the admin (bot_id None) or one bot's key."""
+
+    key_id: str
+    key_name: str
+    bot_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.bot_id is None
+
+    def actor(self, name: str | None = None) -> Actor:
+        return Actor(name=name or f"api-key:{self.key_name}", channel=Channel.api)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def caller(
+    svc: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise unauthorized
+    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
+    with Session(svc.engine) as session:
+        row = authenticate(session, key=credentials.credentials, configured_admin=admin)
+    if row is None:
+        raise unauthorized
+    return Caller(key_id=row.id, key_name=row.name, bot_id=row.bot_id)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def require_admin(who: CallerDep) -> Caller:
+    if not who.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin key")
+    return who
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def bot_for(slug: str, svc: ServicesDep, who: CallerDep) -> Bot:
+    """The bot named in the route, if the caller may see it; otherwise 404 (nothing revealed)."""
+    with Session(svc.engine) as session:
+        try:
+            bot = get_bot(session, slug=slug)
+        except NotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found") from None
+    if not who.is_admin and who.bot_id != bot.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found")
+    return bot
+
+
+BotDep = Annotated[Bot, Depends(bot_for)]

@@ -1,0 +1,97 @@
+"""The knowledge base, and the answer route the chatbot calls."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlmodel import Session
+
+from api.deps import BotDep, CallerDep, ServicesDep
+from api.schemas import (
+    AnswerIn,
+    AnswerOut,
+    EntryCreate,
+    EntryList,
+    EntryOut,
+    EntryUpdate,
+    RevertIn,
+    VersionList,
+    VersionOut,
+)
+from core.kb import entry_public, get_entry, list_entries, list_versions
+from core.policy.commands import CreateEntry, RevertEntry, SetEntryActive, UpdateEntry
+
+router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["knowledge base"])
+
+
+@router.post("/kb/entries", status_code=status.HTTP_201_CREATED, response_model=EntryOut)
+def create_entry(body: EntryCreate, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
+    """Add an entry. It is served by `answer` as soon as this call returns."""
+    out = svc.policy.create_entry(CreateEntry(
+        bot_id=bot.id, question=body.question, answer=body.answer, variants=body.variants,
+        category=body.category, actor=who.actor()))
+    return EntryOut(**out)
+
+
+@router.get("/kb/entries", response_model=EntryList)
+def entries(bot: BotDep, svc: ServicesDep) -> EntryList:
+    with Session(svc.engine) as session:
+        return EntryList(items=[EntryOut(**entry_public(e))
+                                for e in list_entries(session, bot_id=bot.id)])
+
+
+@router.get("/kb/entries/{entry_id}", response_model=EntryOut)
+def entry(entry_id: str, bot: BotDep, svc: ServicesDep) -> EntryOut:
+    with Session(svc.engine) as session:
+        return EntryOut(**entry_public(get_entry(session, bot_id=bot.id, entry_id=entry_id)))
+
+
+@router.patch("/kb/entries/{entry_id}", response_model=EntryOut)
+def update_entry(entry_id: str, body: EntryUpdate, bot: BotDep, svc: ServicesDep,
+                 who: CallerDep) -> EntryOut:
+    """Edit an entry: writes a new version (the old one stays for revert)."""
+    out = svc.policy.update_entry(UpdateEntry(
+        bot_id=bot.id, entry_id=entry_id, actor=who.actor(), question=body.question,
+        answer=body.answer, variants=body.variants, category=body.category, reason=body.reason))
+    return EntryOut(**out)
+
+
+@router.get("/kb/entries/{entry_id}/versions", response_model=VersionList)
+def versions(entry_id: str, bot: BotDep, svc: ServicesDep) -> VersionList:
+    with Session(svc.engine) as session:
+        get_entry(session, bot_id=bot.id, entry_id=entry_id)
+        return VersionList(items=[
+            VersionOut(version=v.version, question=v.question, answer=v.answer,
+                       variants=list(v.variants), category=v.category, active=v.active,
+                       changed_by=v.changed_by, changed_at=v.changed_at, reason=v.reason,
+                       suggestion_id=v.suggestion_id)
+            for v in list_versions(session, entry_id=entry_id)
+        ])
+
+
+@router.post("/kb/entries/{entry_id}/revert", response_model=EntryOut)
+def revert(entry_id: str, body: RevertIn, bot: BotDep, svc: ServicesDep,
+           who: CallerDep) -> EntryOut:
+    """Make version n current again, as a new version."""
+    return EntryOut(**svc.policy.revert_entry(RevertEntry(
+        bot_id=bot.id, entry_id=entry_id, version=body.version, actor=who.actor())))
+
+
+@router.post("/kb/entries/{entry_id}/deactivate", response_model=EntryOut)
+def deactivate(entry_id: str, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
+    """Instant rollback: the entry is no longer served."""
+    return EntryOut(**svc.policy.set_entry_active(SetEntryActive(
+        bot_id=bot.id, entry_id=entry_id, active=False, actor=who.actor())))
+
+
+@router.post("/kb/entries/{entry_id}/reactivate", response_model=EntryOut)
+def reactivate(entry_id: str, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
+    return EntryOut(**svc.policy.set_entry_active(SetEntryActive(
+        bot_id=bot.id, entry_id=entry_id, active=True, actor=who.actor())))
+
+
+@router.post("/answer", response_model=AnswerOut, tags=["answering"])
+def answer(body: AnswerIn, bot: BotDep, svc: ServicesDep) -> AnswerOut:
+    """Best active entry for a customer question, or `escalate: true` to hand over."""
+    result = svc.answer(bot=bot, question=body.question)
+    return AnswerOut(answer=result.answer, entry_id=result.entry_id,
+                     confidence=result.confidence, escalate=result.escalate)

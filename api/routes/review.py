@@ -1,0 +1,151 @@
+"""The cycle, suggestions and decisions, the audit trail, metrics and index health."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlmodel import Session, col, select
+
+from api.deps import BotDep, CallerDep, ServicesDep
+from api.schemas import (
+    AuditList,
+    AuditOut,
+    CycleIn,
+    CycleOut,
+    DecisionAction,
+    DecisionIn,
+    DecisionOut,
+    IndexStatus,
+    MetricsBucket,
+    MetricsOut,
+    SuggestionList,
+    SuggestionOut,
+    SuggestionStatus,
+)
+from core.metrics import Bucket, compute_metrics
+from core.models import AuditEvent, IndexOutbox, Suggestion
+from core.pipeline.priorities import PRIORITY_ORDER
+from core.policy.commands import Approve, Defer, EditAndApprove, Reject, RejectReason
+
+router = APIRouter(prefix="/api/v1", tags=["review"])
+
+
+def suggestion_out(s: Suggestion) -> SuggestionOut:
+    return SuggestionOut(
+        id=s.id, kind=s.kind, priority=s.priority, confidence=s.confidence, question=s.question,
+        answer=s.answer, variants=list(s.variants), entry_id=s.entry_id, category=s.category,
+        warning=s.warning, evidence=dict(s.evidence), status=s.status, created_at=s.created_at,
+        decided_by=s.decided_by, decided_at=s.decided_at,
+    )
+
+
+@router.post("/bots/{slug}/cycles", response_model=CycleOut)
+def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> CycleOut:
+    """Analyse new conversations and refresh suggestions now, treating `as_of` as now."""
+    result = svc.cycle.run(bot_id=bot.id, as_of=body.as_of if body else None)
+    return CycleOut(**result.public())
+
+
+@router.get("/bots/{slug}/suggestions", response_model=SuggestionList)
+def suggestions(bot: BotDep, svc: ServicesDep,
+                status_: Annotated[SuggestionStatus | None, Query(alias="status")] = None,
+                ) -> SuggestionList:
+    """Suggestions, highest priority first (then by score, then newest)."""
+    with Session(svc.engine) as session:
+        stmt = select(Suggestion).where(Suggestion.bot_id == bot.id)
+        if status_ is not None:
+            stmt = stmt.where(Suggestion.status == status_.value)
+        rows = list(session.exec(stmt))
+    rows.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score,
+                             -s.created_at.timestamp()))
+    return SuggestionList(items=[suggestion_out(s) for s in rows])
+
+
+def _suggestion_for(svc: ServicesDep, who: CallerDep, suggestion_id: str) -> Suggestion:
+    with Session(svc.engine) as session:
+        sug = session.get(Suggestion, suggestion_id)
+    if sug is None or (not who.is_admin and sug.bot_id != who.bot_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"suggestion {suggestion_id!r} not found")
+    return sug
+
+
+@router.get("/suggestions/{suggestion_id}", response_model=SuggestionOut)
+def suggestion(suggestion_id: str, svc: ServicesDep, who: CallerDep) -> SuggestionOut:
+    return suggestion_out(_suggestion_for(svc, who, suggestion_id))
+
+
+@router.post("/suggestions/{suggestion_id}/decision", response_model=DecisionOut)
+def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep,
+           who: CallerDep) -> DecisionOut:
+    """Approve, edit-and-approve, reject or defer. 409 if someone already decided it
+    (a deferred suggestion can be decided again)."""
+    _suggestion_for(svc, who, suggestion_id)
+    actor = who.actor(body.actor)
+    match body.action:
+        case DecisionAction.approve:
+            cmd = Approve(suggestion_id=suggestion_id, actor=actor)
+        case DecisionAction.edit:
+            if body.answer is None and body.variants is None:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+                    "loc": ["body", "answer"], "type": "missing",
+                    "msg": "edit needs an answer or variants"}])
+            cmd = EditAndApprove(suggestion_id=suggestion_id, actor=actor, answer=body.answer,
+                                 variants=body.variants)
+        case DecisionAction.reject:
+            cmd = Reject(suggestion_id=suggestion_id, actor=actor,
+                         reason=body.reason or RejectReason.other, comment=body.comment)
+        case DecisionAction.defer:
+            cmd = Defer(suggestion_id=suggestion_id, actor=actor, until=body.until)
+    result = svc.policy.decide(cmd)
+    return DecisionOut(status=result.status, entry_id=result.entry_id,
+                       entry_version=result.entry_version)
+
+
+@router.get("/bots/{slug}/audit", response_model=AuditList,
+            responses={200: {"content": {"text/csv": {}}}})
+def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
+          format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+          limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000) -> AuditList | Response:
+    """Every change, newest first; `format=csv` exports it."""
+    with Session(svc.engine) as session:
+        stmt = select(AuditEvent).where(AuditEvent.bot_id == bot.id)
+        if entry_id:
+            stmt = stmt.where(AuditEvent.entry_id == entry_id)
+        rows = list(session.exec(stmt.order_by(col(AuditEvent.at).desc(),
+                                               col(AuditEvent.id).desc()).limit(limit)))
+    items = [AuditOut(at=r.at, actor=r.actor, channel=r.channel, action=r.action,
+                      entry_id=r.entry_id, suggestion_id=r.suggestion_id, before=r.before,
+                      after=r.after) for r in rows]
+    if format == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["at", "actor", "channel", "action", "entry_id", "suggestion_id",
+                         "before", "after"])
+        for it in items:
+            d = it.model_dump(mode="json")
+            writer.writerow([d["at"], d["actor"], d["channel"], d["action"], d["entry_id"] or "",
+                             d["suggestion_id"] or "", d["before"] or "", d["after"] or ""])
+        disposition = f'attachment; filename="{bot.slug}-audit.csv"'
+        return Response(buf.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": disposition})
+    return AuditList(items=items)
+
+
+@router.get("/bots/{slug}/metrics", response_model=MetricsOut)
+def metrics(bot: BotDep, svc: ServicesDep, bucket: Bucket = Bucket.week) -> MetricsOut:
+    return MetricsOut(buckets=[MetricsBucket(**b) for b in
+                               compute_metrics(svc.engine, bot_id=bot.id, bucket=bucket)])
+
+
+@router.get("/bots/{slug}/index", response_model=IndexStatus, tags=["operations"])
+def index_status(bot: BotDep, svc: ServicesDep) -> IndexStatus:
+    """Drift between SQL (the truth) and the vector index; fix with `autotrain reindex`."""
+    report = svc.index_sync.reconcile(bot_id=bot.id)
+    with Session(svc.engine) as session:
+        pending = len(session.exec(select(IndexOutbox.id).where(
+            IndexOutbox.bot_id == bot.id, col(IndexOutbox.processed_at).is_(None))).all())
+    return IndexStatus(pending_outbox=pending, **{k: v for k, v in report.items()
+                                                  if k in IndexStatus.model_fields})

@@ -1,0 +1,215 @@
+"""Request and response bodies of the HTTP API v1 (they generate the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.policy.commands import RejectReason
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BotCreate(Strict):
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+                               description="Lowercase letters, digits and dashes; 1-64 chars")]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class BotOut(BaseModel):
+    slug: str
+    name: str
+    settings: dict[str, Any]
+
+
+class BotList(BaseModel):
+    items: list[BotOut]
+
+
+class KeyCreate(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    key: str = Field(description="The key itself: shown once, only its hash is stored")
+
+
+class EntryCreate(Strict):
+    question: Annotated[str, Field(min_length=1, max_length=1_000)]
+    answer: Annotated[str, Field(min_length=1, max_length=8_000)]
+    variants: Annotated[list[Annotated[str, Field(max_length=1_000)]],
+                        Field(max_length=200)] = Field(default_factory=list)
+    category: Annotated[str | None, Field(max_length=100)] = None
+
+
+class EntryUpdate(Strict):
+    question: Annotated[str | None, Field(min_length=1, max_length=1_000)] = None
+    answer: Annotated[str | None, Field(min_length=1, max_length=8_000)] = None
+    variants: Annotated[list[Annotated[str, Field(max_length=1_000)]] | None,
+                        Field(max_length=200)] = None
+    category: Annotated[str | None, Field(max_length=100)] = None
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+
+class EntryOut(BaseModel):
+    id: str
+    version: int
+    question: str
+    answer: str
+    variants: list[str]
+    category: str | None
+    active: bool
+
+
+class EntryList(BaseModel):
+    items: list[EntryOut]
+
+
+class VersionOut(BaseModel):
+    version: int
+    question: str
+    answer: str
+    variants: list[str]
+    category: str | None
+    active: bool
+    changed_by: str
+    changed_at: datetime
+    reason: str | None
+    suggestion_id: str | None
+
+
+class VersionList(BaseModel):
+    items: list[VersionOut]
+
+
+class RevertIn(Strict):
+    version: Annotated[int, Field(ge=1)]
+
+
+class AnswerIn(Strict):
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+
+
+class AnswerOut(BaseModel):
+    answer: str | None
+    entry_id: str | None
+    confidence: Annotated[int, Field(ge=0, le=100)]
+    escalate: bool
+
+
+class IngestOut(BaseModel):
+    accepted: int = Field(description="New conversations stored")
+    updated: int = Field(description="Conversations whose id was already known (replaced)")
+
+
+class CycleIn(Strict):
+    as_of: datetime | None = None
+
+
+class CycleOut(BaseModel):
+    conversations_analyzed: int
+    gaps: int
+    suggestions_created: int
+    auto_published: int
+    seconds: float
+
+
+class SuggestionStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    deferred = "deferred"
+    auto_published = "auto_published"
+
+
+class SuggestionOut(BaseModel):
+    id: str
+    kind: str
+    priority: str
+    confidence: int
+    question: str
+    answer: str
+    variants: list[str]
+    entry_id: str | None
+    category: str | None
+    warning: str | None
+    evidence: dict[str, Any]
+    status: str
+    created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+class SuggestionList(BaseModel):
+    items: list[SuggestionOut]
+
+
+class DecisionAction(StrEnum):
+    approve = "approve"
+    edit = "edit"
+    reject = "reject"
+    defer = "defer"
+
+
+class DecisionIn(Strict):
+    action: DecisionAction
+    answer: Annotated[str | None, Field(min_length=1, max_length=8_000)] = None
+    variants: Annotated[list[Annotated[str, Field(max_length=1_000)]] | None,
+                        Field(max_length=200)] = None
+    actor: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: RejectReason | None = Field(default=None, description="For reject")
+    comment: Annotated[str | None, Field(max_length=2_000)] = None
+    until: datetime | None = Field(default=None, description="For defer (default: 7 days)")
+
+
+class DecisionOut(BaseModel):
+    status: str
+    entry_id: str | None
+    entry_version: int | None
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    channel: str
+    action: str
+    entry_id: str | None
+    suggestion_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(BaseModel):
+    items: list[AuditOut]
+
+
+class MetricsBucket(BaseModel):
+    start: datetime
+    conversations: int
+    automatic_resolution_rate: float
+    escalation_rate: float
+    negative_feedback_rate: float
+    abandonment_rate: float
+    csat: float | None
+    avg_resolution_seconds: float | None
+
+
+class MetricsOut(BaseModel):
+    buckets: list[MetricsBucket]
+
+
+class IndexStatus(BaseModel):
+    expected: int
+    stored: int
+    missing: int
+    extra: int
+    wrong_active: int
+    in_sync: bool
+    pending_outbox: int

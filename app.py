@@ -1,0 +1,172 @@
+"""The web application: the HTTP API, health check and, on the embedded default, in-process jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+import worker
+from api.routes import bots, conversations, kb, review
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
+from core.services import Services, build_core_services
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("autotrain")
+
+# Requests larger than this are refused before they are read into memory (documented in the
+# README under "Ingestion limits"): 1,000 conversations of a few KB each fit comfortably.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over the limit, whether or not Content-Length is sent."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, int(declared))
+            return
+        seen = 0
+        too_big = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    too_big = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            if too_big:
+                await self._refuse(send, seen)
+
+    async def _refuse(self, send: Callable[[Any], Awaitable[None]], size: int) -> None:
+        body = JSONResponse(
+            {"detail": f"request body is {size} bytes or more; the limit is {self.limit} bytes "
+                       "(send conversations in smaller batches)"}, status_code=413).body
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class InProcessJobs:
+    """The embedded default's scheduler: the worker's job functions on timers, in this process."""
+
+    def __init__(self, services: Services) -> None:
+        self.ctx: dict[str, Any] = {"services": services}
+        self.interval = services.settings.cycle_interval_minutes * 60
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def _every(self, seconds: float, job: Callable[[dict[str, Any]], Awaitable[Any]],
+                     first_delay: float) -> None:
+        await asyncio.sleep(first_delay)
+        while True:
+            try:
+                await job(self.ctx)
+            except Exception:
+                log.exception("background job %s failed", job.__name__)
+            await asyncio.sleep(seconds)
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._every(5, worker.relay_outbox, 1)),
+            asyncio.create_task(self._every(self.interval, worker.cycle_all_bots, self.interval)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _error(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(services: Services | None = None, *, settings: Settings | None = None,
+               background_jobs: bool | None = None) -> FastAPI:
+    """The FastAPI app. Tests hand in their own services; `serve` builds them from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "services", None) is None:
+            app.state.services = build_core_services(settings or load_settings())
+        svc: Services = app.state.services
+        run_jobs = background_jobs if background_jobs is not None else not svc.settings.redis_url
+        jobs = InProcessJobs(svc) if run_jobs else None
+        if jobs:
+            jobs.start()
+        try:
+            yield
+        finally:
+            if jobs:
+                await jobs.stop()
+
+    app = FastAPI(
+        title="autotrain",
+        version="1.0.0",
+        summary="Keeps a support chatbot learning from its own conversations.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        loc = ["body", *(exc.field.split(".") if exc.field else [])]
+        return _error(422, [{"loc": loc, "msg": str(exc), "type": "value_error"}])
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        ref = uuid.uuid4().hex[:12]
+        log.error("unexpected error (ref %s)", ref, exc_info=exc)
+        return _error(500, f"internal error; quote reference {ref} when reporting it")
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for module in (bots, kb, conversations, review):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,156 @@
+"""Bots (tenants), their validated settings, and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlmodel import Session, select
+
+from core.errors import Conflict, NotFound
+from core.models import ApiKey, Bot, utcnow
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+DEFAULT_EXCLUDED = ["pricing", "legal", "medical"]
+
+
+class Autonomy(StrEnum):
+    conservative = "conservative"
+    moderate = "moderate"
+    advanced = "advanced"
+
+
+class NotifyFrequency(StrEnum):
+    daily = "daily"
+    weekly = "weekly"
+    critical_only = "critical_only"
+
+
+class Plan(StrEnum):
+    free = "free"
+    professional = "professional"
+    enterprise = "enterprise"
+
+
+class BotSettings(BaseModel):
+    """Per-bot behaviour. Unknown keys are refused so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    autonomy: Autonomy = Autonomy.conservative
+    notify_frequency: NotifyFrequency = NotifyFrequency.daily
+    excluded_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    daily_auto_publish_limit: int = Field(default=10, ge=0, le=10_000)
+    enabled: bool = True
+    plan: Plan = Plan.professional
+    timezone: str = "UTC"
+    # Below this confidence (0-100) `answer` tells the chatbot to hand over to a human.
+    answer_threshold: int = Field(default=50, ge=0, le=100)
+    # Two failed questions this similar (cosine) belong to the same gap.
+    gap_similarity: float = Field(default=0.72, gt=0.0, lt=1.0)
+    critical_weekly_occurrences: int = Field(default=5, ge=1)
+
+    @field_validator("excluded_categories")
+    @classmethod
+    def _clean_categories(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in value:
+            name = raw.strip().lower()
+            if not name or len(name) > 100:
+                raise ValueError(f"category name {raw!r} must be 1-100 characters")
+            if name not in out:
+                out.append(name)
+        return out
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+def bot_settings(bot: Bot) -> BotSettings:
+    return BotSettings.model_validate(bot.settings or {})
+
+
+def create_bot(session: Session, *, slug: str, name: str) -> Bot:
+    if not SLUG_RE.match(slug):
+        raise ValueError("slug must be 1-64 lowercase letters, digits or dashes")
+    if session.exec(select(Bot).where(Bot.slug == slug)).first() is not None:
+        raise Conflict(f"bot {slug!r} already exists")
+    bot = Bot(slug=slug, name=name, settings=BotSettings().model_dump(mode="json"))
+    session.add(bot)
+    session.flush()
+    return bot
+
+
+def get_bot(session: Session, *, slug: str) -> Bot:
+    bot = session.exec(select(Bot).where(Bot.slug == slug)).first()
+    if bot is None:
+        raise NotFound(f"bot {slug!r} not found")
+    return bot
+
+
+def merge_settings(current: BotSettings, patch: dict[str, Any]) -> BotSettings:
+    """Apply a partial update; raises pydantic.ValidationError naming the bad field."""
+    return BotSettings.model_validate({**current.model_dump(mode="json"), **patch})
+
+
+# -- API keys -------------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def issue_key(session: Session, *, bot_id: str | None, name: str) -> tuple[ApiKey, str]:
+    """Create a key; the plaintext is returned once and only its hash is stored."""
+    key = ("atk_" if bot_id else "atadm_") + secrets.token_urlsafe(32)
+    row = ApiKey(bot_id=bot_id, name=name, key_hash=hash_key(key), prefix=key[:10])
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def ensure_admin_key(session: Session, *, configured: str | None) -> str | None:
+    """Make sure an admin key exists. Returns a newly generated key (to print once) or None."""
+    if configured:
+        return None
+    admin = session.exec(
+        select(ApiKey).where(ApiKey.bot_id.is_(None), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+    ).first()
+    if admin is not None:
+        return None
+    _, key = issue_key(session, bot_id=None, name="admin (generated)")
+    return key
+
+
+def authenticate(session: Session, *, key: str, configured_admin: str | None) -> ApiKey | None:
+    """The key row for a presented key, or None. Constant-time for the configured admin key."""
+    if configured_admin and secrets.compare_digest(key.encode(), configured_admin.encode()):
+        return ApiKey(id="admin", bot_id=None, name="admin", key_hash="", prefix="")
+    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.bot_id is None and configured_admin:
+        # Once AUTOTRAIN_API_KEY is set it is the only admin key.
+        return None
+    return row
+
+
+def revoke_key(session: Session, *, bot_id: str, key_id: str) -> None:
+    row = session.get(ApiKey, key_id)
+    if row is None or row.bot_id != bot_id:
+        raise NotFound(f"key {key_id!r} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.add(row)

@@ -1,0 +1,171 @@
+"""Conversation ingestion: the transcript format, its limits, and idempotent storage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlmodel import Session, col, select
+
+from core.errors import InvalidInput
+from core.models import Conversation, as_utc, utcnow
+from core.pipeline.signals import detect, transcript_from_row
+
+# Documented limits (README "Ingestion limits"): large enough for real transcripts, small
+# enough that one request cannot exhaust memory or hold the database for long.
+MAX_BATCH = 1_000
+MAX_MESSAGES = 500
+MAX_TEXT_CHARS = 10_000
+MAX_ID_CHARS = 200
+
+
+class Role(StrEnum):
+    customer = "customer"
+    bot = "bot"
+    agent = "agent"
+
+
+class Rating(StrEnum):
+    up = "up"
+    down = "down"
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+    at: datetime
+    entry_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_index: Annotated[int, Field(ge=0)]
+    rating: Rating
+
+
+class ConversationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+    started_at: datetime
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES)]
+    feedback: list[FeedbackIn] = Field(default_factory=list, max_length=MAX_MESSAGES)
+    csat: Annotated[int | None, Field(ge=1, le=5)] = None
+    channel: Annotated[str | None, Field(max_length=100)] = None
+
+    @field_validator("started_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @model_validator(mode="after")
+    def _feedback_points_at_a_bot_message(self) -> ConversationIn:
+        for i, fb in enumerate(self.feedback):
+            if fb.message_index >= len(self.messages):
+                raise ValueError(
+                    f"feedback[{i}].message_index {fb.message_index} is past the last message "
+                    f"(there are {len(self.messages)})"
+                )
+            if self.messages[fb.message_index].role != Role.bot:
+                raise ValueError(
+                    f"feedback[{i}].message_index {fb.message_index} points at a "
+                    f"{self.messages[fb.message_index].role.value} message; ratings are on "
+                    "bot messages"
+                )
+        return self
+
+
+class ConversationBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversations: Annotated[list[ConversationIn], Field(max_length=MAX_BATCH)]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ConversationBatch:
+        seen: dict[str, int] = {}
+        for i, conv in enumerate(self.conversations):
+            if conv.id in seen:
+                raise ValueError(
+                    f"conversations[{i}].id {conv.id!r} repeats conversations[{seen[conv.id]}]"
+                    ".id; each conversation may appear once per batch"
+                )
+            seen[conv.id] = i
+        return self
+
+
+def _as_row_fields(conv: ConversationIn) -> dict[str, Any]:
+    messages = [
+        {"role": m.role.value, "text": m.text, "at": as_utc(m.at).isoformat(),
+         "entry_id": m.entry_id}
+        for m in conv.messages
+    ]
+    last = max([as_utc(m.at) for m in conv.messages] + [conv.started_at])
+    feedback = [{"message_index": f.message_index, "rating": f.rating.value}
+                for f in conv.feedback]
+    _, outcome = detect(transcript_from_row(id=conv.id, started_at=conv.started_at,
+                                            messages=messages, feedback=feedback,
+                                            csat=conv.csat))
+    return {
+        "started_at": conv.started_at,
+        "ended_at": last,
+        "messages": messages,
+        "feedback": feedback,
+        "csat": conv.csat,
+        "channel": conv.channel,
+        "bot_answered": outcome.bot_answered,
+        "escalated": outcome.escalated,
+        "negative_feedback": outcome.negative_feedback,
+        "abandoned": outcome.abandoned,
+        "resolved_automatically": outcome.resolved_automatically,
+        "resolution_seconds": outcome.resolution_seconds,
+    }
+
+
+def store_conversations(session: Session, *, bot_id: str,
+                        conversations: list[ConversationIn]) -> tuple[int, int]:
+    """Insert new transcripts and replace re-sent ones (by the chatbot's id).
+
+    Returns (accepted, updated). The caller commits: the batch is one transaction, so a
+    failure leaves nothing written.
+    """
+    if len(conversations) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} conversations per request",
+                           field="conversations")
+    ids = [c.id for c in conversations]
+    existing: dict[str, Conversation] = {}
+    # Chunked IN lists keep every backend under its bound-parameter limit.
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for row in session.exec(select(Conversation).where(
+                Conversation.bot_id == bot_id, col(Conversation.external_id).in_(chunk))):
+            existing[row.external_id] = row
+    accepted = updated = 0
+    now = utcnow()
+    new_rows: list[Conversation] = []
+    for conv in conversations:
+        fields = _as_row_fields(conv)
+        row = existing.get(conv.id)
+        if row is None:
+            new_rows.append(Conversation(bot_id=bot_id, external_id=conv.id, received_at=now,
+                                         **fields))
+            accepted += 1
+            continue
+        updated += 1
+        changed = any(getattr(row, k) != v for k, v in fields.items()
+                      if k not in ("started_at", "ended_at")) or \
+            as_utc(row.started_at) != fields["started_at"]
+        if changed:
+            for k, v in fields.items():
+                setattr(row, k, v)
+            row.received_at = now
+            # A changed transcript must be looked at again by the next cycle.
+            row.analyzed_at = None
+            session.add(row)
+    session.add_all(new_rows)
+    session.flush()
+    return accepted, updated

@@ -1,0 +1,278 @@
+"""The analysis cycle: new conversations → signals → gaps → priorities → one suggestion per gap."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from core.answering import rank_entries
+from core.bots import bot_settings
+from core.db import session_scope
+from core.embeddings import Embedder
+from core.index import PhrasingIndex, entry_phrasings
+from core.models import (
+    Bot,
+    Conversation,
+    CycleRun,
+    Gap,
+    GapEvidence,
+    KBEntry,
+    Suggestion,
+    as_utc,
+    utcnow,
+)
+from core.pipeline.gaps import GapState, assign
+from core.pipeline.priorities import GapFacts, prioritise
+from core.pipeline.proposals import EntryView, Evidence, classify, propose
+from core.pipeline.signals import Signal, detect, transcript_from_row
+
+log = logging.getLogger(__name__)
+
+BATCH = 2_000
+# Signals that point at a missing or wrong answer; abandonment alone is too weak to act on.
+ACTIONABLE = ("unanswered", "negative_feedback")
+THIN_DATA_CONVERSATIONS = 200
+# A rejected gap comes back only if it has grown this much since the rejection.
+REJECTED_GROWTH = 2.0
+
+
+@dataclass
+class CycleResult:
+    conversations_analyzed: int = 0
+    gaps: int = 0
+    suggestions_created: int = 0
+    suggestions_updated: int = 0
+    auto_published: int = 0
+    seconds: float = 0.0
+    signals: Counter[str] = field(default_factory=Counter)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "conversations_analyzed": self.conversations_analyzed,
+            "gaps": self.gaps,
+            "suggestions_created": self.suggestions_created,
+            "auto_published": self.auto_published,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _vec(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+def _blob(v: np.ndarray) -> bytes:
+    return np.asarray(v, dtype=np.float32).tobytes()
+
+
+class Cycle:
+    def __init__(self, *, engine: Engine, embedder: Embedder, index: PhrasingIndex) -> None:
+        self.engine = engine
+        self.embedder = embedder
+        self.index = index
+
+    def run(self, *, bot_id: str, as_of: datetime | None = None) -> CycleResult:
+        started = time.perf_counter()
+        as_of = as_utc(as_of) if as_of else utcnow()
+        result = CycleResult()
+        with session_scope(self.engine) as session:
+            bot = session.get(Bot, bot_id)
+            if bot is None:
+                raise LookupError(f"bot {bot_id} not found")
+            settings = bot_settings(bot)
+            run = CycleRun(bot_id=bot_id, as_of=as_of)
+            session.add(run)
+            self._return_deferred(session, bot_id=bot_id, as_of=as_of)
+
+        touched: set[str] = set()
+        while True:
+            with session_scope(self.engine) as session:
+                rows = list(session.exec(
+                    select(Conversation)
+                    .where(Conversation.bot_id == bot_id, col(Conversation.analyzed_at).is_(None),
+                           col(Conversation.started_at) <= as_of)
+                    .order_by(col(Conversation.started_at)).limit(BATCH)
+                ))
+                if not rows:
+                    break
+                signals: list[Signal] = []
+                for row in rows:
+                    found, _ = detect(transcript_from_row(
+                        id=row.id, started_at=row.started_at, messages=row.messages,
+                        feedback=row.feedback, csat=row.csat))
+                    signals.extend(found)
+                result.conversations_analyzed += len(rows)
+                for s in signals:
+                    result.signals[s.kind] += 1
+                actionable = [s for s in signals if s.kind in ACTIONABLE]
+                touched |= self._cluster(session, bot_id=bot_id, signals=actionable,
+                                         threshold=settings.gap_similarity)
+                session.execute(
+                    update(Conversation)
+                    .where(col(Conversation.id).in_([r.id for r in rows]))
+                    .values(analyzed_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+
+        with session_scope(self.engine) as session:
+            total_conversations = session.exec(
+                select(Conversation.id).where(Conversation.bot_id == bot_id).limit(
+                    THIN_DATA_CONVERSATIONS)).all()
+            thin = len(total_conversations) < THIN_DATA_CONVERSATIONS
+            for gap_id in sorted(touched):
+                created, updated = self._suggest(session, gap_id=gap_id, as_of=as_of,
+                                                 critical_weekly=settings.critical_weekly_occurrences,
+                                                 thin=thin)
+                result.suggestions_created += created
+                result.suggestions_updated += updated
+            result.gaps = len(session.exec(
+                select(Gap.id).where(Gap.bot_id == bot_id, Gap.status == "open")).all())
+            run = session.get(CycleRun, run.id)
+            assert run is not None
+            result.seconds = time.perf_counter() - started
+            run.finished_at = utcnow()
+            run.stats = {**result.public(), "signals": dict(result.signals),
+                         "suggestions_updated": result.suggestions_updated}
+            session.add(run)
+        return result
+
+    # -- stages wired to storage -------------------------------------------------------------
+
+    def _return_deferred(self, session: Session, *, bot_id: str, as_of: datetime) -> None:
+        session.execute(
+            update(Suggestion)
+            .where(Suggestion.bot_id == bot_id, Suggestion.status == "deferred",
+                   col(Suggestion.defer_until) <= as_of)
+            .values(status="pending", updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    def _cluster(self, session: Session, *, bot_id: str, signals: list[Signal],
+                 threshold: float) -> set[str]:
+        if not signals:
+            return set()
+        vectors = self.embedder.embed([s.question for s in signals])
+        replies = [s.agent_reply for s in signals]
+        reply_idx = [i for i, r in enumerate(replies) if r]
+        reply_vecs = self.embedder.embed([replies[i] for i in reply_idx]) if reply_idx else None
+        reply_of = {i: reply_vecs[k] for k, i in enumerate(reply_idx)} if reply_vecs is not None \
+            else {}
+        # Rejected gaps stay candidates so their failures accumulate there (and stay suppressed)
+        # instead of seeding a look-alike gap.
+        gaps = list(session.exec(select(Gap).where(
+            Gap.bot_id == bot_id, col(Gap.status).in_(("open", "rejected")))))
+        states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size) for g in gaps]
+        changed = assign(vectors, states, threshold=threshold)
+        touched: set[str] = set()
+        by_id = {g.id: g for g in gaps}
+        for state in changed:
+            if state.id is None:
+                gap = Gap(bot_id=bot_id, kind="new_answer", centroid=_blob(state.centroid),
+                          size=state.size)
+                session.add(gap)
+                session.flush()
+            else:
+                gap = by_id[state.id]
+                gap.centroid = _blob(state.centroid)
+                gap.size = state.size
+                gap.updated_at = utcnow()
+                session.add(gap)
+            for i in state.members:
+                s = signals[i]
+                session.add(GapEvidence(
+                    gap_id=gap.id, conversation_id=s.conversation_id, question=s.question,
+                    agent_reply=s.agent_reply, signal=s.kind, at=s.at,
+                    embedding=_blob(vectors[i]),
+                    bot_entry_id=s.bot_entry_id,
+                    reply_embedding=_blob(reply_of[i]) if i in reply_of else None,
+                ))
+            touched.add(gap.id)
+        session.flush()
+        return touched
+
+    def _entry_view(self, session: Session, entry_id: str) -> EntryView | None:
+        entry = session.get(KBEntry, entry_id)
+        if entry is None or not entry.active:
+            return None
+        phr = entry_phrasings(bot_id=entry.bot_id, entry_id=entry.id, question=entry.question,
+                              variants=list(entry.variants), active=True)
+        vecs = self.embedder.embed([p.text for p in phr] + [entry.answer])
+        return EntryView(entry.id, entry.question, entry.answer, list(entry.variants),
+                         vecs[:-1], vecs[-1])
+
+    def _suggest(self, session: Session, *, gap_id: str, as_of: datetime,
+                 critical_weekly: int, thin: bool) -> tuple[int, int]:
+        gap = session.get(Gap, gap_id)
+        assert gap is not None
+        rows = list(session.exec(select(GapEvidence).where(GapEvidence.gap_id == gap_id)
+                                 .order_by(col(GapEvidence.at))))
+        evidence = [Evidence(r.question, _vec(r.embedding), r.agent_reply,
+                             _vec(r.reply_embedding) if r.reply_embedding else None) for r in rows]
+        centroid = _vec(gap.centroid)
+        matches = rank_entries(index=self.index, bot_id=gap.bot_id, vector=centroid)
+        entry = self._entry_view(session, matches[0].entry_id) if matches else None
+        bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
+        answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
+        if answered_with and (entry is None or entry.id != answered_with):
+            entry = self._entry_view(session, answered_with) or entry
+        kind = classify(evidence, entry, bot_answered_with=answered_with,
+                        entry_similarity=matches[0].similarity if matches else 0.0)
+        proposal = propose(kind, evidence, entry)
+
+        week_ago = as_of - timedelta(days=7)
+        recent = [r for r in rows if as_utc(r.at) > week_ago and as_utc(r.at) <= as_of]
+        previous = [r for r in rows if week_ago - timedelta(days=7) < as_utc(r.at) <= week_ago]
+        kinds = Counter(r.signal for r in rows)
+        facts = GapFacts(kind=kind, occurrences_7d=len({r.conversation_id for r in recent}),
+                         occurrences_total=len({r.conversation_id for r in rows}),
+                         unanswered=kinds["unanswered"],
+                         negative_feedback=kinds["negative_feedback"],
+                         abandoned=kinds["abandoned"],
+                         previous_7d=len({r.conversation_id for r in previous}))
+        priority = prioritise(facts, critical_weekly=critical_weekly)
+        warning = proposal.warning
+        if thin:
+            note = (f"Thin data: fewer than {THIN_DATA_CONVERSATIONS} conversations so far, "
+                    "so this gap may not be representative.")
+            warning = f"{warning} {note}" if warning else note
+        evidence_doc = {
+            "conversation_ids": sorted({r.conversation_id for r in rows})[-50:],
+            "occurrences_7d": facts.occurrences_7d,
+            "occurrences_total": facts.occurrences_total,
+            "signals": dict(kinds),
+            "reason": priority.reason,
+            "agent_replies": sum(1 for r in rows if r.agent_reply),
+            "thin_data": thin,
+        }
+        gap.kind = kind
+        gap.entry_id = proposal.entry_id
+        session.add(gap)
+
+        latest = session.exec(select(Suggestion).where(Suggestion.gap_id == gap_id)
+                              .order_by(col(Suggestion.created_at).desc())).first()
+        fields: dict[str, Any] = {
+            "kind": kind, "priority": priority.level, "score": priority.score,
+            "confidence": proposal.confidence, "question": proposal.question,
+            "answer": proposal.answer, "variants": proposal.variants,
+            "entry_id": proposal.entry_id, "warning": warning, "evidence": evidence_doc,
+            "updated_at": utcnow(),
+        }
+        if latest is not None and latest.status in ("pending", "deferred"):
+            # New evidence updates the open suggestion; it never adds a second one.
+            for k, v in fields.items():
+                setattr(latest, k, v)
+            session.add(latest)
+            return 0, 1
+        if latest is not None and latest.status == "rejected":
+            size_then = int((latest.evidence or {}).get("occurrences_total", 0))
+            if facts.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
+                return 0, 0
+        session.add(Suggestion(bot_id=gap.bot_id, gap_id=gap_id, status="pending", **fields))
+        return 1, 0

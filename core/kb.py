@@ -1,0 +1,262 @@
+"""Knowledge-base storage: versioned entries in SQL, and the outbox that syncs them to the index."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from core.db import session_scope
+from core.embeddings import Embedder
+from core.errors import InvalidInput, NotFound
+from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
+from core.models import IndexOutbox, KBEntry, KBEntryVersion, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 1_000
+MAX_ANSWER_CHARS = 8_000
+MAX_VARIANTS = 200
+
+
+def entry_public(entry: KBEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "version": entry.version,
+        "question": entry.question,
+        "answer": entry.answer,
+        "variants": list(entry.variants),
+        "category": entry.category,
+        "active": entry.active,
+    }
+
+
+def clean_variants(question: str, variants: list[str]) -> list[str]:
+    """Trimmed, non-empty, de-duplicated (case-insensitively) and never the question itself."""
+    seen = {question.strip().lower()}
+    out: list[str] = []
+    for raw in variants:
+        text = " ".join(raw.split())
+        if text and text.lower() not in seen:
+            seen.add(text.lower())
+            out.append(text)
+    return out
+
+
+def validate_content(*, question: str, answer: str, variants: list[str]) -> None:
+    if not question.strip():
+        raise InvalidInput("question must not be empty", field="question")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"question is longer than {MAX_QUESTION_CHARS} characters",
+                           field="question")
+    if not answer.strip():
+        raise InvalidInput("answer must not be empty", field="answer")
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise InvalidInput(f"answer is longer than {MAX_ANSWER_CHARS} characters", field="answer")
+    if len(variants) > MAX_VARIANTS:
+        raise InvalidInput(f"at most {MAX_VARIANTS} variants per entry", field="variants")
+    for i, v in enumerate(variants):
+        if len(v) > MAX_QUESTION_CHARS:
+            raise InvalidInput(f"variant {i} is longer than {MAX_QUESTION_CHARS} characters",
+                               field=f"variants.{i}")
+
+
+def get_entry(session: Session, *, bot_id: str, entry_id: str) -> KBEntry:
+    entry = session.get(KBEntry, entry_id)
+    if entry is None or entry.bot_id != bot_id:
+        raise NotFound(f"entry {entry_id!r} not found")
+    return entry
+
+
+def list_entries(session: Session, *, bot_id: str) -> list[KBEntry]:
+    return list(session.exec(
+        select(KBEntry).where(KBEntry.bot_id == bot_id).order_by(col(KBEntry.created_at))
+    ))
+
+
+def list_versions(session: Session, *, entry_id: str) -> list[KBEntryVersion]:
+    return list(session.exec(
+        select(KBEntryVersion).where(KBEntryVersion.entry_id == entry_id)
+        .order_by(col(KBEntryVersion.version))
+    ))
+
+
+def record_version(session: Session, *, entry: KBEntry, changed_by: str, reason: str | None,
+                   suggestion_id: str | None) -> None:
+    """Snapshot the entry's current state as a version row and queue its index sync."""
+    session.add(KBEntryVersion(
+        entry_id=entry.id, version=entry.version, question=entry.question, answer=entry.answer,
+        variants=list(entry.variants), category=entry.category, active=entry.active,
+        changed_by=changed_by, changed_at=entry.updated_at, reason=reason,
+        suggestion_id=suggestion_id,
+    ))
+    session.add(IndexOutbox(bot_id=entry.bot_id, entry_id=entry.id))
+
+
+def insert_entry(session: Session, *, bot_id: str, question: str, answer: str,
+                 variants: list[str], category: str | None, changed_by: str,
+                 reason: str | None = None, suggestion_id: str | None = None) -> KBEntry:
+    question = " ".join(question.split())
+    variants = clean_variants(question, variants)
+    validate_content(question=question, answer=answer, variants=variants)
+    entry = KBEntry(bot_id=bot_id, question=question, answer=answer.strip(), variants=variants,
+                    category=(category or None), active=True, version=1)
+    session.add(entry)
+    session.flush()
+    record_version(session, entry=entry, changed_by=changed_by, reason=reason,
+                   suggestion_id=suggestion_id)
+    return entry
+
+
+def change_entry(session: Session, *, entry: KBEntry, changed_by: str, reason: str | None,
+                 suggestion_id: str | None = None, question: str | None = None,
+                 answer: str | None = None, variants: list[str] | None = None,
+                 category: str | None = None, active: bool | None = None) -> KBEntry:
+    """Write a new version of `entry` with the given fields changed."""
+    new_question = " ".join(question.split()) if question is not None else entry.question
+    new_answer = answer.strip() if answer is not None else entry.answer
+    new_variants = clean_variants(new_question,
+                                  variants if variants is not None else list(entry.variants))
+    validate_content(question=new_question, answer=new_answer, variants=new_variants)
+    entry.question = new_question
+    entry.answer = new_answer
+    entry.variants = new_variants
+    if category is not None:
+        entry.category = category or None
+    if active is not None:
+        entry.active = active
+    entry.version += 1
+    entry.updated_at = utcnow()
+    session.add(entry)
+    session.flush()
+    record_version(session, entry=entry, changed_by=changed_by, reason=reason,
+                   suggestion_id=suggestion_id)
+    return entry
+
+
+# -- index sync -------------------------------------------------------------------------
+
+
+@dataclass
+class RelayResult:
+    processed: int = 0
+    failed: int = 0
+    pending: int = 0
+
+
+class IndexSync:
+    """Relays the outbox to the vector index; idempotent because it syncs current SQL state."""
+
+    def __init__(self, *, engine: Engine, index: PhrasingIndex, embedder: Embedder) -> None:
+        self.engine = engine
+        self.index = index
+        self.embedder = embedder
+        # One relay at a time per process, so an older state never overwrites a newer one.
+        self._lock = threading.Lock()
+
+    def sync_entry(self, entry: KBEntry) -> None:
+        phrasings = entry_phrasings(bot_id=entry.bot_id, entry_id=entry.id,
+                                    question=entry.question, variants=list(entry.variants),
+                                    active=entry.active)
+        vectors = self.embedder.embed([p.text for p in phrasings])
+        self.index.sync_entry(bot_id=entry.bot_id, entry_id=entry.id, phrasings=phrasings,
+                              vectors=vectors)
+
+    def relay(self, *, limit: int = 500) -> RelayResult:
+        result = RelayResult()
+        with self._lock:
+            # Read in one short transaction and talk to the index outside it, so a slow or
+            # unreachable index never holds a database write lock.
+            with session_scope(self.engine) as session:
+                rows = list(session.exec(
+                    select(IndexOutbox).where(col(IndexOutbox.processed_at).is_(None))
+                    .order_by(col(IndexOutbox.id)).limit(limit)
+                ))
+                entry_ids = {r.entry_id for r in rows}
+                entries = {e.id: e for e in session.exec(
+                    select(KBEntry).where(col(KBEntry.id).in_(entry_ids)))} if rows else {}
+            synced: list[int] = []
+            failed: tuple[int, str] | None = None
+            done: set[str] = set()
+            for row in rows:
+                if row.entry_id not in done:
+                    entry = entries.get(row.entry_id)
+                    try:
+                        if entry is None:
+                            self.index.remove_entry(bot_id=row.bot_id, entry_id=row.entry_id)
+                        else:
+                            self.sync_entry(entry)
+                    except IndexUnavailable as exc:
+                        log.warning("index sync of entry %s failed: %s", row.entry_id, exc)
+                        # The index is down: later rows would fail the same way.
+                        failed = (row.id or 0, str(exc)[:500])
+                        break
+                    done.add(row.entry_id)
+                synced.append(row.id or 0)
+            with session_scope(self.engine) as session:
+                now = utcnow()
+                if synced:
+                    for row in session.exec(
+                        select(IndexOutbox).where(col(IndexOutbox.id).in_(synced))
+                    ):
+                        row.processed_at = now
+                        session.add(row)
+                if failed is not None:
+                    bad = session.get(IndexOutbox, failed[0])
+                    if bad is not None:
+                        bad.attempts += 1
+                        bad.last_error = failed[1]
+                        session.add(bad)
+                result.processed = len(synced)
+                result.failed = 1 if failed else 0
+                result.pending = int(session.exec(
+                    select(func.count()).select_from(IndexOutbox)
+                    .where(col(IndexOutbox.processed_at).is_(None))
+                ).one())
+        return result
+
+    def reindex(self, *, bot_id: str) -> int:
+        """Rebuild a bot's collection from SQL (the source of truth). Returns phrasings written."""
+        with self._lock:
+            with session_scope(self.engine) as session:
+                entries = list_entries(session, bot_id=bot_id)
+            self.index.reset_bot(bot_id=bot_id)
+            written = 0
+            for entry in entries:
+                self.sync_entry(entry)
+                written += 1 + len(entry.variants)
+            with session_scope(self.engine) as session:
+                for row in session.exec(
+                    select(IndexOutbox).where(IndexOutbox.bot_id == bot_id,
+                                              col(IndexOutbox.processed_at).is_(None))
+                ):
+                    row.processed_at = utcnow()
+                    session.add(row)
+            return written
+
+    def reconcile(self, *, bot_id: str) -> dict[str, Any]:
+        """Compare SQL with the index and report drift (nothing is changed)."""
+        with session_scope(self.engine) as session:
+            entries = list_entries(session, bot_id=bot_id)
+        expected: dict[str, tuple[str, bool]] = {}
+        for entry in entries:
+            for p in entry_phrasings(bot_id=bot_id, entry_id=entry.id, question=entry.question,
+                                     variants=list(entry.variants), active=entry.active):
+                expected[p.id] = (entry.id, entry.active)
+        stored = self.index.snapshot(bot_id=bot_id)
+        missing = sorted(set(expected) - set(stored))
+        extra = sorted(set(stored) - set(expected))
+        wrong_state = sorted(
+            pid for pid in set(expected) & set(stored)
+            if bool(stored[pid]["active"]) != expected[pid][1]
+        )
+        return {
+            "expected": len(expected), "stored": len(stored), "missing": len(missing),
+            "extra": len(extra), "wrong_active": len(wrong_state),
+            "in_sync": not (missing or extra or wrong_state),
+            "sample_missing": missing[:10], "sample_extra": extra[:10],
+        }

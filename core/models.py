@@ -1,0 +1,207 @@
+"""SQL tables: the source of truth for bots, keys, the knowledge base, conversations and reviews."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Bot(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    slug: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key, stored as a SHA-256 hash. bot_id None means the admin key."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str | None = Field(default=None, foreign_key="bot.id", index=True, max_length=32)
+    name: str = Field(max_length=200)
+    key_hash: str = Field(index=True, unique=True, max_length=64)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class KBEntry(SQLModel, table=True):
+    """The current version of a knowledge-base entry."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
+    question: str
+    answer: str
+    variants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    category: str | None = Field(default=None, max_length=100)
+    active: bool = True
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class KBEntryVersion(SQLModel, table=True):
+    """Every version an entry ever had, kept for history and revert."""
+
+    __table_args__ = (UniqueConstraint("entry_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: str = Field(foreign_key="kbentry.id", index=True, max_length=32)
+    version: int
+    question: str
+    answer: str
+    variants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    category: str | None = Field(default=None, max_length=100)
+    active: bool = True
+    changed_by: str = Field(max_length=200)
+    changed_at: datetime = Field(default_factory=utcnow)
+    reason: str | None = None
+    suggestion_id: str | None = Field(default=None, max_length=32)
+
+
+class IndexOutbox(SQLModel, table=True):
+    """An entry whose phrasings must be (re)synced to the vector index.
+
+    Written in the same transaction as the entry change, so Chroma converges even if it was
+    down when the change was made: the relay reads the entry's current state and upserts it.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(max_length=32)
+    entry_id: str = Field(max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = Field(default=None, index=True)
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("bot_id", "external_id"),
+        Index("ix_conversation_bot_started", "bot_id", "started_at"),
+        Index("ix_conversation_bot_pending", "bot_id", "analyzed_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    external_id: str = Field(max_length=200)
+    started_at: datetime
+    ended_at: datetime
+    messages: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    feedback: list[dict[str, Any]] = Field(default_factory=list,
+                                           sa_column=Column(JSON, nullable=False))
+    csat: int | None = None
+    channel: str | None = Field(default=None, max_length=100)
+    received_at: datetime = Field(default_factory=utcnow)
+    # Outcome flags, derived from the transcript at ingestion (core.pipeline.signals.detect),
+    # so metrics are one query instead of a re-read of every transcript.
+    bot_answered: bool = False
+    escalated: bool = False
+    negative_feedback: bool = False
+    abandoned: bool = False
+    resolved_automatically: bool = False
+    resolution_seconds: float | None = None
+    # None until a cycle has looked at this transcript; re-sending it resets this.
+    analyzed_at: datetime | None = None
+
+
+class Gap(SQLModel, table=True):
+    """A group of related failures that one suggestion should fix."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
+    kind: str = Field(max_length=32)
+    status: str = Field(default="open", max_length=16, index=True)
+    entry_id: str | None = Field(default=None, max_length=32)
+    centroid: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class GapEvidence(SQLModel, table=True):
+    """One failed customer question attached to a gap, with the agent's reply if any."""
+
+    __table_args__ = (Index("ix_gapevidence_gap", "gap_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gap_id: str = Field(foreign_key="gap.id", max_length=32)
+    conversation_id: str = Field(max_length=32, index=True)
+    question: str
+    agent_reply: str | None = None
+    signal: str = Field(max_length=32)
+    at: datetime
+    bot_entry_id: str | None = Field(default=None, max_length=64)
+    embedding: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reply_embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class Suggestion(SQLModel, table=True):
+    __table_args__ = (Index("ix_suggestion_bot_status", "bot_id", "status"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    gap_id: str | None = Field(default=None, foreign_key="gap.id", max_length=32)
+    kind: str = Field(max_length=32)
+    priority: str = Field(max_length=16)
+    score: float = 0.0
+    confidence: int = 0
+    question: str
+    answer: str
+    variants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    entry_id: str | None = Field(default=None, max_length=32)
+    category: str | None = Field(default=None, max_length=100)
+    warning: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_channel: str | None = Field(default=None, max_length=16)
+    defer_until: datetime | None = None
+    reject_reason: str | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    __table_args__ = (Index("ix_audit_bot_at", "bot_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=200)
+    channel: str = Field(max_length=16)
+    action: str = Field(max_length=64)
+    entry_id: str | None = Field(default=None, max_length=32, index=True)
+    suggestion_id: str | None = Field(default=None, max_length=32)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class CycleRun(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
+    as_of: datetime
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,84 @@
+"""The ready adapters the domain works with, built once from settings by each entry point."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from core.answering import AnswerResult, answer_question
+from core.bots import bot_settings
+from core.cycle import Cycle
+from core.db import make_engine, migrate
+from core.embeddings import Embedder
+from core.index import ChromaIndex, PhrasingIndex
+from core.kb import IndexSync
+from core.models import Bot
+from core.policy.service import Policy
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    embedder: Embedder
+    index: PhrasingIndex
+    index_sync: IndexSync
+    policy: Policy
+    cycle: Cycle
+
+    def answer(self, *, bot: Bot, question: str) -> AnswerResult:
+        return answer_question(engine=self.engine, index=self.index, embedder=self.embedder,
+                               bot_id=bot.id, question=question,
+                               threshold=bot_settings(bot).answer_threshold)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "openai":
+        import openai
+
+        from core.embeddings import OpenAIEmbedder
+
+        client = openai.OpenAI(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key
+            else "not-set",
+            timeout=30.0,
+        )
+        return OpenAIEmbedder(client, model=settings.embedding_model)
+    from core.embeddings import OnnxMiniLMEmbedder
+
+    return OnnxMiniLMEmbedder()
+
+
+def build_core_services(settings: Settings, *, run_migrations: bool = True,
+                        embedder: Embedder | None = None,
+                        index: PhrasingIndex | None = None) -> Services:
+    """Wire the domain from settings. Tests pass their own embedder or index where useful."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.sqlalchemy_url
+    if run_migrations:
+        migrate(url)
+    engine = make_engine(url)
+    embedder = embedder or build_embedder(settings)
+    if index is None:
+        index = ChromaIndex(url=settings.chroma_url, model_id=embedder.model_id) \
+            if settings.chroma_url else \
+            ChromaIndex(path=settings.chroma_path, model_id=embedder.model_id)
+    index_sync = IndexSync(engine=engine, index=index, embedder=embedder)
+    return Services(
+        settings=settings,
+        engine=engine,
+        embedder=embedder,
+        index=index,
+        index_sync=index_sync,
+        policy=Policy(engine=engine, index_sync=index_sync),
+        cycle=Cycle(engine=engine, embedder=embedder, index=index),
+    )

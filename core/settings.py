@@ -1,0 +1,141 @@
+"""Service configuration read from the environment and `.env`, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Unset integrations (Slack, SMTP, Redis, LLM) are simply off."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    data_dir: Path = Field(default=Path("./data"), validation_alias="AUTOTRAIN_DATA_DIR")
+    api_key: SecretStr | None = Field(default=None, validation_alias="AUTOTRAIN_API_KEY")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    chroma_url: str | None = Field(default=None, validation_alias="CHROMA_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+
+    embedder: Literal["onnx", "openai"] = Field(default="onnx",
+                                                validation_alias="AUTOTRAIN_EMBEDDER")
+    embedding_model: str = Field(
+        default="text-embedding-3-small", validation_alias="AUTOTRAIN_EMBEDDING_MODEL"
+    )
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    llm_model: str | None = Field(default=None, validation_alias="AUTOTRAIN_LLM_MODEL")
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_SIGNING_SECRET"
+    )
+    slack_api_base_url: str = Field(
+        default="https://slack.com/api/", validation_alias="SLACK_API_BASE_URL"
+    )
+
+    smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
+    smtp_port: int = Field(default=587, ge=1, le=65535, validation_alias="SMTP_PORT")
+    smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", validation_alias="SMTP_TLS"
+    )
+    email_from: str = Field(default="autotrain@localhost", validation_alias="EMAIL_FROM")
+
+    cycle_interval_minutes: int = Field(
+        default=60, ge=1, le=7 * 24 * 60, validation_alias="AUTOTRAIN_CYCLE_INTERVAL_MINUTES"
+    )
+    public_url: str = Field(default="http://127.0.0.1:8000",
+                            validation_alias="AUTOTRAIN_PUBLIC_URL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="AUTOTRAIN_LOG_LEVEL"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0]
+        if not scheme.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if scheme in ("postgresql", "postgres"):
+            # SQLAlchemy's bare scheme means psycopg2, which we do not ship.
+            value = "postgresql+psycopg" + value[len(scheme) :]
+        return value
+
+    @field_validator("chroma_url", "redis_url", "openai_base_url", "slack_api_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parsed = urlparse(value)
+        if not parsed.scheme or not parsed.netloc:
+            raise ValueError("must be an absolute URL such as http://host:port")
+        return value
+
+    # -- derived ---------------------------------------------------------
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'autotrain.db').resolve()}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def mail_outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_model and (self.openai_base_url or self.openai_api_key))
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def smtp_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    def integrations(self) -> dict[str, str]:
+        """What is on and off, for the start-up banner (never a secret)."""
+        return {
+            "database": "postgresql" if self.database_url and "postgres" in self.database_url
+            else "sqlite",
+            "vector index": f"chroma server {self.chroma_url}" if self.chroma_url
+            else "embedded chroma",
+            "jobs": "arq on redis" if self.redis_url else "in-process",
+            "generation": f"llm {self.llm_model}" if self.llm_enabled else "offline",
+            "slack": "on" if self.slack_enabled else "off",
+            "email": "smtp" if self.smtp_enabled else f"files in {self.mail_outbox_dir}",
+        }
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            alias = Settings.model_fields[name].validation_alias if name in Settings.model_fields \
+                else name
+            problems.append(f"{alias or name}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

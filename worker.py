@@ -1,0 +1,111 @@
+"""Background jobs: thin shims over core, run by arq on Redis or by the in-process scheduler.
+
+Start the Redis-backed worker with `arq worker.WorkerSettings` (REDIS_URL must be set). Jobs
+take ids, not objects, and are safe to run twice: arq delivers at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlmodel import Session, col, select
+
+from core.models import Bot
+from core.services import Services, build_core_services
+from core.settings import load_settings
+
+log = logging.getLogger("autotrain.worker")
+
+
+def _services(ctx: dict[str, Any]) -> Services:
+    return ctx["services"]  # type: ignore[no-any-return]
+
+
+async def run_cycle(ctx: dict[str, Any], bot_id: str, as_of: str | None = None) -> dict[str, Any]:
+    """Analyse one bot's new conversations and refresh its suggestions."""
+    svc = _services(ctx)
+    when = datetime.fromisoformat(as_of) if as_of else None
+    result = await asyncio.to_thread(svc.cycle.run, bot_id=bot_id, as_of=when)
+    log.info("cycle for bot %s: %s", bot_id, result.public())
+    return result.public()
+
+
+async def relay_outbox(ctx: dict[str, Any]) -> dict[str, int]:
+    """Push pending KB changes to the vector index (retries changes made while it was down)."""
+    svc = _services(ctx)
+    result = await asyncio.to_thread(svc.index_sync.relay)
+    if result.failed:
+        log.warning("index relay: %d pending, index unreachable", result.pending)
+    return {"processed": result.processed, "pending": result.pending}
+
+
+def enabled_bot_ids(svc: Services) -> list[str]:
+    with Session(svc.engine) as session:
+        bots = list(session.exec(select(Bot).order_by(col(Bot.created_at))))
+    return [b.id for b in bots if (b.settings or {}).get("enabled", True)]
+
+
+async def cycle_all_bots(ctx: dict[str, Any]) -> int:
+    """The scheduled cycle: one job per enabled bot (enqueued on Redis, run inline otherwise)."""
+    svc = _services(ctx)
+    ids = enabled_bot_ids(svc)
+    redis = ctx.get("redis")
+    for bot_id in ids:
+        if redis is not None:
+            # A per-bot, per-hour job id makes a duplicate enqueue a no-op.
+            hour = datetime.now().strftime("%Y%m%d%H")
+            await redis.enqueue_job("run_cycle", bot_id, _job_id=f"cycle:{bot_id}:{hour}")
+        else:
+            try:
+                await run_cycle(ctx, bot_id)
+            except Exception:
+                log.exception("cycle for bot %s failed", bot_id)
+    return len(ids)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    if "services" not in ctx:
+        ctx["services"] = build_core_services(load_settings())
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    svc = ctx.get("services")
+    if svc is not None:
+        svc.close()
+
+
+def _worker_settings() -> type:
+    from arq import cron
+    from arq.connections import RedisSettings
+
+    settings = load_settings()
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is not set: the arq worker needs Redis "
+                         "(without it, `autotrain serve` runs jobs in-process)")
+    minutes = settings.cycle_interval_minutes
+
+    class WorkerSettings:
+        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots]
+        cron_jobs: ClassVar = [
+            cron(cycle_all_bots, minute=set(range(0, 60, min(minutes, 60))) if minutes < 60
+                 else {0}, unique=True),
+            cron(relay_outbox, second={0, 15, 30, 45}, unique=True),
+        ]
+        on_startup = startup
+        on_shutdown = shutdown
+        redis_settings = RedisSettings.from_dsn(settings.redis_url)
+        max_jobs = 4
+        job_timeout = 3600
+
+    return WorkerSettings
+
+
+def __getattr__(name: str) -> Any:
+    # `arq worker.WorkerSettings` reads the attribute; building it lazily keeps importing this
+    # module (for the job functions) free of Redis configuration.
+    if name == "WorkerSettings":
+        return _worker_settings()
+    raise AttributeError(name)
