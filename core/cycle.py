@@ -126,10 +126,11 @@ class Cycle:
                 select(Conversation.id).where(Conversation.bot_id == bot_id).limit(
                     THIN_DATA_CONVERSATIONS)).all()
             thin = len(total_conversations) < THIN_DATA_CONVERSATIONS
+            entries: dict[str, EntryView | None] = {}
             for gap_id in sorted(touched):
                 created, updated = self._suggest(session, gap_id=gap_id, as_of=as_of,
                                                  critical_weekly=settings.critical_weekly_occurrences,
-                                                 thin=thin)
+                                                 thin=thin, entries=entries)
                 result.suggestions_created += created
                 result.suggestions_updated += updated
             result.gaps = len(session.exec(
@@ -197,7 +198,14 @@ class Cycle:
         session.flush()
         return touched
 
-    def _entry_view(self, session: Session, entry_id: str) -> EntryView | None:
+    def _entry_view(self, session: Session, entry_id: str,
+                    cache: dict[str, EntryView | None]) -> EntryView | None:
+        if entry_id in cache:
+            return cache[entry_id]
+        cache[entry_id] = self._load_entry_view(session, entry_id)
+        return cache[entry_id]
+
+    def _load_entry_view(self, session: Session, entry_id: str) -> EntryView | None:
         entry = session.get(KBEntry, entry_id)
         if entry is None or not entry.active:
             return None
@@ -208,7 +216,8 @@ class Cycle:
                          vecs[:-1], vecs[-1])
 
     def _suggest(self, session: Session, *, gap_id: str, as_of: datetime,
-                 critical_weekly: int, thin: bool) -> tuple[int, int]:
+                 critical_weekly: int, thin: bool,
+                 entries: dict[str, EntryView | None]) -> tuple[int, int]:
         gap = session.get(Gap, gap_id)
         assert gap is not None
         rows = list(session.exec(select(GapEvidence).where(GapEvidence.gap_id == gap_id)
@@ -217,11 +226,11 @@ class Cycle:
                              _vec(r.reply_embedding) if r.reply_embedding else None) for r in rows]
         centroid = _vec(gap.centroid)
         matches = rank_entries(index=self.index, bot_id=gap.bot_id, vector=centroid)
-        entry = self._entry_view(session, matches[0].entry_id) if matches else None
+        entry = self._entry_view(session, matches[0].entry_id, entries) if matches else None
         bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
         answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
         if answered_with and (entry is None or entry.id != answered_with):
-            entry = self._entry_view(session, answered_with) or entry
+            entry = self._entry_view(session, answered_with, entries) or entry
         kind = classify(evidence, entry, bot_answered_with=answered_with,
                         entry_similarity=matches[0].similarity if matches else 0.0)
         proposal = propose(kind, evidence, entry)

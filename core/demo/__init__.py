@@ -61,7 +61,10 @@ class _Chat:
 
     def add(self, role: str, text: str, entry_id: str | None = None) -> int:
         if self.messages:
-            self.clock += timedelta(seconds=self.rng.randint(*_DELAYS[role]))
+            seconds = self.rng.randint(*_DELAYS[role])
+            if role == "customer":  # time to read what was just said
+                seconds += len(self.messages[-1]["text"]) // 20
+            self.clock += timedelta(seconds=seconds)
         text = text.replace("{order}", self.order)
         message = {"role": role, "text": text, "at": self.clock.isoformat(), "entry_id": entry_id}
         self.messages.append(message)
@@ -195,9 +198,10 @@ class _Builder:
         thumbs_down = self.chance(0.75)
         if thumbs_down:
             chat.rate(answer, "down")
-        if not thumbs_down or self.chance(0.6):
-            own = self.chance(0.7)
-            chat.add("customer", self.pick(case["complaints"] if own else self.s["complaints"]))
+            if self.chance(0.6):  # often with a word on what the answer missed
+                chat.add("customer", self.pick(case["complaints"] + self.s["complaints"]))
+        else:  # no thumb: the customer says so in words
+            chat.add("customer", self.pick(self.s["complaints"]))
         if self.chance(0.4):
             chat.add("customer", self.pick(self.s["ask_human"]))
             chat.add("bot", self.s["bot"]["handoff"])

@@ -111,7 +111,7 @@ def is_bot_answer(msg: Message) -> bool:
 def is_substantive(text: str) -> bool:
     """A customer message that asks something, not just 'thanks' or 'agent please'."""
     words = text.split()
-    if len(words) < MIN_QUESTION_WORDS:
+    if len(words) < MIN_QUESTION_WORDS or COMPLAINT_RE.search(text):
         return False
     return not (len(words) <= 5 and (THANKS_RE.search(text) or HUMAN_REQUEST_RE.search(text)))
 

@@ -1,0 +1,282 @@
+"""The `autotrain` command line: serve, migrate, reindex, import, cycle, demo, bench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session, select
+
+from core.bots import create_bot, ensure_admin_key, get_bot
+from core.conversations import MAX_BATCH, ConversationIn, store_conversations
+from core.db import session_scope
+from core.errors import DomainError, NotFound
+from core.models import Bot
+from core.policy.commands import Actor, Channel, CreateEntry
+from core.services import Services, build_core_services
+from core.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="autotrain: keeps a support chatbot learning from its conversations.",
+                  no_args_is_help=True, add_completion=False)
+CLI_ACTOR = Actor(name="cli", channel=Channel.cli)
+
+
+def _settings(data_dir: Path | None = None) -> Settings:
+    try:
+        overrides: dict[str, Any] = {}
+        if data_dir is not None:
+            overrides["AUTOTRAIN_DATA_DIR"] = data_dir
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _services(settings: Settings) -> Services:
+    return build_core_services(settings)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _bot(svc: Services, slug: str) -> Bot:
+    with Session(svc.engine) as session:
+        try:
+            return get_bot(session, slug=slug)
+        except NotFound as exc:
+            typer.secho(f"{exc} (create it with the API or --create)", fg="red", err=True)
+            raise typer.Exit(1) from None
+
+
+def _announce_admin_key(svc: Services) -> None:
+    configured = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
+    with session_scope(svc.engine) as session:
+        generated = ensure_admin_key(session, configured=configured)
+    if generated:
+        typer.secho("Generated an admin API key (shown once; set AUTOTRAIN_API_KEY to choose "
+                    "your own):", fg="yellow")
+        typer.echo(f"  {generated}")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          data_dir: Annotated[Path | None, typer.Option(help="Overrides AUTOTRAIN_DATA_DIR")] = None,
+          ) -> None:
+    """Run the HTTP API (and, without REDIS_URL, the scheduled jobs in this process)."""
+    import uvicorn
+
+    from app import create_app
+
+    settings = _settings(data_dir)
+    _logging(settings)
+    svc = _services(settings)
+    _announce_admin_key(svc)
+    for name, state in settings.integrations().items():
+        typer.echo(f"  {name:13} {state}")
+    typer.echo(f"API docs: http://{host}:{port}/docs")
+    uvicorn.run(create_app(svc), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def migrate(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Apply database migrations (also done by `serve`)."""
+    from core.db import current_revision, make_engine
+    from core.db import migrate as run_migrations
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(settings.sqlalchemy_url)
+    typer.echo(f"schema at revision {current_revision(make_engine(settings.sqlalchemy_url))}")
+
+
+@app.command()
+def reindex(bot: Annotated[str | None, typer.Option(help="Bot slug (default: all)")] = None,
+            check: Annotated[bool, typer.Option(help="Only report drift")] = False,
+            data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Rebuild the vector index from SQL (the source of truth), or report drift with --check."""
+    svc = _services(_settings(data_dir))
+    with Session(svc.engine) as session:
+        bots = [get_bot(session, slug=bot)] if bot else list(session.exec(select(Bot)))
+    drift = False
+    for b in bots:
+        if check:
+            report = svc.index_sync.reconcile(bot_id=b.id)
+            drift |= not report["in_sync"]
+            typer.echo(f"{b.slug}: {json.dumps(report)}")
+        else:
+            written = svc.index_sync.reindex(bot_id=b.id)
+            typer.echo(f"{b.slug}: {written} phrasings indexed")
+    if drift:
+        raise typer.Exit(1)
+
+
+class ImportKind(StrEnum):
+    conversations = "conversations"
+    kb = "kb"
+
+
+class KBRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=1_000)
+    answer: str = Field(min_length=1, max_length=8_000)
+    variants: list[str] = Field(default_factory=list, max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+
+
+def _read_kb(path: Path) -> list[KBRow]:
+    rows: list[KBRow] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"question", "answer"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: CSV header lacks column(s) {sorted(missing)}")
+            for n, raw in enumerate(reader, start=2):
+                variants = [v.strip() for v in (raw.get("variants") or "").split("|") if v.strip()]
+                try:
+                    rows.append(KBRow(question=raw["question"], answer=raw["answer"],
+                                      variants=variants, category=raw.get("category") or None))
+                except ValidationError as exc:
+                    raise ValueError(f"{path}:{n}: {_first_error(exc)}") from None
+        return rows
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(KBRow.model_validate_json(line))
+            except ValidationError as exc:
+                raise ValueError(f"{path}:{n}: {_first_error(exc)}") from None
+    return rows
+
+
+def _read_conversations(path: Path) -> list[ConversationIn]:
+    out: list[ConversationIn] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            conv = ConversationIn.model_validate_json(line)
+        except ValidationError as exc:
+            raise ValueError(f"{path}:{n}: {_first_error(exc)}") from None
+        if conv.id in seen:
+            raise ValueError(f"{path}:{n}: conversation id {conv.id!r} repeats line {seen[conv.id]}")
+        seen[conv.id] = n
+        out.append(conv)
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "line"
+    return f"{where}: {err['msg']}"
+
+
+@app.command("import")
+def import_(kind: ImportKind, path: Path,
+            bot: Annotated[str, typer.Option(help="Bot slug")],
+            create: Annotated[bool, typer.Option(help="Create the bot if missing")] = False,
+            data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Import conversations (JSONL, the API's format) or KB entries (CSV or JSONL).
+
+    The whole file is validated first; a bad line stops the import with nothing written.
+    KB CSV columns: question, answer, variants (separated by |), category.
+    """
+    if not path.is_file():
+        typer.secho(f"{path}: no such file", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        items: list[Any] = _read_kb(path) if kind == ImportKind.kb else _read_conversations(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        typer.secho(f"nothing imported: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    svc = _services(_settings(data_dir))
+    if create:
+        with session_scope(svc.engine) as session:
+            if session.exec(select(Bot).where(Bot.slug == bot)).first() is None:
+                create_bot(session, slug=bot, name=bot)
+    target = _bot(svc, bot)
+    if kind == ImportKind.kb:
+        for row in items:
+            svc.policy.create_entry(CreateEntry(bot_id=target.id, question=row.question,
+                                                answer=row.answer, variants=row.variants,
+                                                category=row.category, actor=CLI_ACTOR))
+        typer.echo(f"imported {len(items)} KB entries into {bot}")
+        return
+    accepted = updated = 0
+    # One transaction for the whole file: an error leaves nothing half-imported.
+    with session_scope(svc.engine) as session:
+        for start in range(0, len(items), MAX_BATCH):
+            a, u = store_conversations(session, bot_id=target.id,
+                                       conversations=items[start:start + MAX_BATCH])
+            accepted += a
+            updated += u
+    typer.echo(f"conversations: {accepted} new, {updated} updated in {bot}")
+
+
+@app.command()
+def cycle(bot: Annotated[str | None, typer.Option(help="Bot slug (default: every bot)")] = None,
+          as_of: Annotated[datetime | None, typer.Option(help="Treat this time as now")] = None,
+          data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Run the analysis cycle now and print what it found."""
+    svc = _services(_settings(data_dir))
+    with Session(svc.engine) as session:
+        bots = [get_bot(session, slug=bot)] if bot else list(session.exec(select(Bot)))
+    for b in bots:
+        result = svc.cycle.run(bot_id=b.id, as_of=as_of.replace(tzinfo=as_of.tzinfo or UTC)
+                               if as_of else None)
+        typer.echo(f"{b.slug}: {json.dumps(result.public())}")
+
+
+@app.command()
+def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the demo")] = Path(
+             "./demo-data"),
+         host: str = "127.0.0.1", port: int = 8000,
+         serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True) -> None:
+    """Load the Voltcart demo (a fictional electronics store), run a cycle, then serve."""
+    from core.demo.loader import load_demo
+
+    settings = _settings(data_dir)
+    _logging(settings)
+    svc = _services(settings)
+    _announce_admin_key(svc)
+    summary = load_demo(svc, now=datetime.now(UTC))
+    typer.echo(summary.report(base_url=f"http://{host}:{port}"))
+    if serve_after:
+        import uvicorn
+
+        from app import create_app
+
+        typer.echo(f"Serving on http://{host}:{port} (Ctrl-C to stop)")
+        uvicorn.run(create_app(svc), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def bench(phrasings: Annotated[list[int] | None, typer.Option(help="KB sizes for /answer")] = None,
+          requests: int = 500) -> None:
+    """Print embedding throughput, /answer latency over HTTP, and ingestion throughput."""
+    from benchmarks.run import main as run_bench
+
+    run_bench(phrasings=phrasings or [1_000, 10_000], requests=requests)
+
+
+def main() -> None:
+    try:
+        app()
+    except DomainError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
