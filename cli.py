@@ -70,8 +70,8 @@ def _announce_admin_key(svc: Services) -> None:
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000,
-          data_dir: Annotated[Path | None, typer.Option(help="Overrides AUTOTRAIN_DATA_DIR")] = None,
-          ) -> None:
+          data_dir: Annotated[Path | None,
+                              typer.Option(help="Overrides AUTOTRAIN_DATA_DIR")] = None) -> None:
     """Run the HTTP API (and, without REDIS_URL, the scheduled jobs in this process)."""
     import uvicorn
 
@@ -170,7 +170,8 @@ def _read_conversations(path: Path) -> list[ConversationIn]:
         except ValidationError as exc:
             raise ValueError(f"{path}:{n}: {_first_error(exc)}") from None
         if conv.id in seen:
-            raise ValueError(f"{path}:{n}: conversation id {conv.id!r} repeats line {seen[conv.id]}")
+            raise ValueError(
+                f"{path}:{n}: conversation id {conv.id!r} repeats line {seen[conv.id]}")
         seen[conv.id] = n
         out.append(conv)
     return out

@@ -50,8 +50,9 @@ class BotSettings(BaseModel):
     timezone: str = "UTC"
     # Below this confidence (0-100) `answer` tells the chatbot to hand over to a human.
     answer_threshold: int = Field(default=50, ge=0, le=100)
-    # Two failed questions this similar (cosine) belong to the same gap.
-    gap_similarity: float = Field(default=0.72, gt=0.0, lt=1.0)
+    # A failed question joins a gap when the mean of its question similarity and its agent
+    # reply similarity to the gap reaches this (question-only items need 0.10 more).
+    gap_similarity: float = Field(default=0.65, gt=0.0, lt=1.0)
     critical_weekly_occurrences: int = Field(default=5, ge=1)
 
     @field_validator("excluded_categories")

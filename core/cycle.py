@@ -169,22 +169,26 @@ class Cycle:
         # instead of seeding a look-alike gap.
         gaps = list(session.exec(select(Gap).where(
             Gap.bot_id == bot_id, col(Gap.status).in_(("open", "rejected")))))
-        states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size) for g in gaps]
-        changed = assign(vectors, states, threshold=threshold)
+        states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size,
+                           reply_centroid=_vec(g.reply_centroid).copy() if g.reply_centroid
+                           else None, replies=g.replies) for g in gaps]
+        changed = assign(vectors, states, threshold=threshold,
+                         replies=[reply_of.get(i) for i in range(len(signals))])
         touched: set[str] = set()
         by_id = {g.id: g for g in gaps}
         for state in changed:
             if state.id is None:
-                gap = Gap(bot_id=bot_id, kind="new_answer", centroid=_blob(state.centroid),
-                          size=state.size)
-                session.add(gap)
-                session.flush()
+                gap = Gap(bot_id=bot_id, kind="new_answer", centroid=b"")
             else:
                 gap = by_id[state.id]
-                gap.centroid = _blob(state.centroid)
-                gap.size = state.size
-                gap.updated_at = utcnow()
-                session.add(gap)
+            gap.centroid = _blob(state.centroid)
+            gap.reply_centroid = _blob(state.reply_centroid) \
+                if state.reply_centroid is not None else None
+            gap.size = state.size
+            gap.replies = state.replies
+            gap.updated_at = utcnow()
+            session.add(gap)
+            session.flush()
             for i in state.members:
                 s = signals[i]
                 session.add(GapEvidence(

@@ -134,7 +134,9 @@ class Gap(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)
     entry_id: str | None = Field(default=None, max_length=32)
     centroid: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reply_centroid: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     size: int = 0
+    replies: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -12,51 +12,67 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
 @dataclass
 class GapState:
-    """An open gap as the clustering sees it: a running centroid and a size."""
+    """An open gap as the clustering sees it: running centroids of its questions and of the
+    human agents' replies to them (None until one has a reply), and a size."""
 
     id: str | None  # None for a gap created in this pass
     centroid: np.ndarray
     size: int
+    reply_centroid: np.ndarray | None = None
+    replies: int = 0
     members: list[int] = field(default_factory=list)  # indexes into this pass's items
 
-    def add(self, index: int, vector: np.ndarray) -> None:
-        total = self.centroid * self.size + vector
+    def add(self, index: int, vector: np.ndarray, reply: np.ndarray | None) -> None:
+        self.centroid = _unit(self.centroid * self.size + vector)
         self.size += 1
-        norm = float(np.linalg.norm(total))
-        self.centroid = total / norm if norm > 0 else total
+        if reply is not None:
+            base = self.reply_centroid if self.reply_centroid is not None else np.zeros_like(reply)
+            self.reply_centroid = _unit(base * self.replies + reply)
+            self.replies += 1
         self.members.append(index)
 
 
-def assign(vectors: np.ndarray, gaps: list[GapState], *, threshold: float) -> list[GapState]:
-    """Assign each row of `vectors` (unit-norm) to a gap; returns the gaps that changed or are new.
+# Questions alone are a weaker witness than questions plus the agents' answers: without a
+# reply on both sides, a question must be this much closer to join a gap.
+QUESTION_ONLY_MARGIN = 0.10
 
-    Items are visited so that each joins the gap it is most similar to at that moment; a
-    centroid moves as members join, so order matters little once gaps have a few members.
-    """
+
+def similarity(gap: GapState, vector: np.ndarray, reply: np.ndarray | None) -> float:
+    """How well an item fits a gap: questions and agents' replies count half each, because
+    the replies tell apart neighbouring topics that customers phrase alike."""
+    q = float(gap.centroid @ vector)
+    if reply is not None and gap.reply_centroid is not None:
+        return 0.5 * q + 0.5 * float(gap.reply_centroid @ reply)
+    return q - QUESTION_ONLY_MARGIN
+
+
+def assign(vectors: np.ndarray, gaps: list[GapState], *, threshold: float,
+           replies: list[np.ndarray | None] | None = None) -> list[GapState]:
+    """Assign each row of `vectors` (unit-norm questions, with the agent's reply vector where
+    there is one) to the most similar gap, or seed a new gap when none reaches `threshold`.
+    Returns the gaps that changed or are new. Cost: O(items × gaps)."""
+    replies = replies if replies is not None else [None] * len(vectors)
     touched: dict[int, GapState] = {}
     all_gaps = list(gaps)
-    dim = vectors.shape[1]
-    matrix = np.stack([g.centroid for g in all_gaps]) if all_gaps else np.zeros((0, dim))
     for i, v in enumerate(vectors):
-        best = -1
-        if len(all_gaps):
-            sims = matrix @ v
-            j = int(np.argmax(sims))
-            if float(sims[j]) >= threshold:
-                best = j
+        r = replies[i]
+        best, best_sim = -1, threshold
+        for j, g in enumerate(all_gaps):
+            sim = similarity(g, v, r)
+            if sim >= best_sim:
+                best, best_sim = j, sim
         if best < 0:
-            g = GapState(id=None, centroid=v.copy(), size=0)
-            g.add(i, v)
-            all_gaps.append(g)
-            matrix = np.vstack([matrix, g.centroid[None, :]])
-            touched[len(all_gaps) - 1] = g
-        else:
-            g = all_gaps[best]
-            g.add(i, v)
-            matrix[best] = g.centroid
-            touched[best] = g
+            all_gaps.append(GapState(id=None, centroid=np.zeros_like(v), size=0))
+            best = len(all_gaps) - 1
+        all_gaps[best].add(i, v, r)
+        touched[best] = all_gaps[best]
     return list(touched.values())
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 17:16:44.701823
+Create Date: 2026-11-25 17:23:04.136376
 
 """
 from typing import Sequence, Union
@@ -126,7 +126,9 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('entry_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('centroid', sa.LargeBinary(), nullable=False),
+    sa.Column('reply_centroid', sa.LargeBinary(), nullable=True),
     sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('replies', sa.Integer(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['bot_id'], ['bot.id'], ),

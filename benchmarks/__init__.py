@@ -1,0 +1,1 @@
+"""Performance benchmarks: embedding throughput, /answer latency and ingestion over HTTP."""

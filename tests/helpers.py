@@ -1,0 +1,49 @@
+"""Builders for realistic test data shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+ADMIN_KEY = "test-admin-key-0123456789"
+# Set by scripts/test.sh, which starts these servers on loopback; tests needing them skip
+# when they are absent.
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_CHROMA_URL = os.environ.get("TEST_CHROMA_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
+
+
+def escalated_conversation(cid: str, question: str, agent_reply: str, at: datetime,
+                           ) -> dict[str, Any]:
+    """Customer asks, the bot falls back, a human agent answers, the customer thanks them."""
+    t = at
+    return {
+        "id": cid,
+        "started_at": t.isoformat(),
+        "messages": [
+            {"role": "customer", "text": question, "at": t.isoformat()},
+            {"role": "bot", "text": FALLBACK, "at": (t + timedelta(seconds=2)).isoformat()},
+            {"role": "agent", "text": agent_reply, "at": (t + timedelta(minutes=3)).isoformat()},
+            {"role": "customer", "text": "great, thanks!",
+             "at": (t + timedelta(minutes=4)).isoformat()},
+        ],
+    }
+
+
+CHARGER_QUESTIONS = [
+    "Does the charger work with iPhone 15?",
+    "is your usb-c charger compatible with iphone 15 pro",
+    "will the 30W charger charge my iPhone 15",
+    "charger for iphone 15 compatible?",
+    "Can I use your charger with my iPhone 15 Plus?",
+    "Will your USB-C wall charger work for an iPhone 15 Pro Max?",
+]
+CHARGER_REPLIES = [
+    "Hi! Yes, our 30W USB-C charger works with every iPhone 15 model using a USB-C cable.",
+    "Hello there, the 30W USB-C charger is compatible with all iPhone 15 models, just use a "
+    "USB-C cable.",
+    "Yes it is! Every iPhone 15 model charges with our 30W USB-C charger and a USB-C cable.",
+]

@@ -1,0 +1,122 @@
+"""Migrations and the whole service path on SQLite and on a real PostgreSQL; decisions race-safe."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlmodel import Session, select
+
+from core.bots import create_bot
+from core.conversations import ConversationIn, store_conversations
+from core.db import current_revision, make_engine, migrate, session_scope
+from core.embeddings import Embedder
+from core.errors import AlreadyDecided
+from core.models import Suggestion
+from core.policy.commands import Actor, Approve, Channel, Reject
+from core.services import Services, build_core_services
+from core.settings import load_settings
+from tests.helpers import (
+    CHARGER_QUESTIONS,
+    CHARGER_REPLIES,
+    TEST_DATABASE_URL,
+    escalated_conversation,
+)
+
+EXPECTED_TABLES = {"bot", "apikey", "kbentry", "kbentryversion", "indexoutbox", "conversation",
+                   "gap", "gapevidence", "suggestion", "auditevent", "cyclerun"}
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL not set (scripts/test.sh starts PostgreSQL)")
+    _reset_postgres(TEST_DATABASE_URL)
+    yield TEST_DATABASE_URL
+    _reset_postgres(TEST_DATABASE_URL)
+
+
+def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
+    migrate(database_url)
+    migrate(database_url)  # a second start must not fail or change anything
+    engine = make_engine(database_url)
+    assert current_revision(engine) == "0001"
+    assert EXPECTED_TABLES <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+@pytest.fixture
+def backend_services(database_url: str, tmp_path: Path, embedder: Embedder
+                     ) -> Iterator[Services]:
+    settings = load_settings(AUTOTRAIN_DATA_DIR=tmp_path / "data", DATABASE_URL=database_url,
+                             CHROMA_URL="", REDIS_URL="")
+    svc = build_core_services(settings, embedder=embedder)
+    yield svc
+    svc.close()
+
+
+def _seed_gap(svc: Services) -> str:
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    with session_scope(svc.engine) as session:
+        bot = create_bot(session, slug="race", name="Race")
+        convs = [ConversationIn.model_validate(escalated_conversation(
+            f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i)))
+            for i, q in enumerate(CHARGER_QUESTIONS)]
+        store_conversations(session, bot_id=bot.id, conversations=convs)
+    result = svc.cycle.run(bot_id=bot.id, as_of=now)
+    assert result.suggestions_created == 1
+    with Session(svc.engine) as session:
+        return session.exec(select(Suggestion.id)).one()
+
+
+def test_concurrent_decisions_record_exactly_one(backend_services: Services) -> None:
+    sid = _seed_gap(backend_services)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def decide(i: int) -> None:
+        actor = Actor(name=f"reviewer{i}", channel=list(Channel)[i % 3])
+        cmd = Approve(suggestion_id=sid, actor=actor) if i % 2 else \
+            Reject(suggestion_id=sid, actor=actor)
+        barrier.wait()
+        try:
+            backend_services.policy.decide(cmd)
+            out = f"won:{actor.name}"
+        except AlreadyDecided as exc:
+            out = f"lost:{exc}"
+        with lock:
+            outcomes.append(out)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(outcomes) == 8 and len(winners) == 1, outcomes
+    winner = winners[0].removeprefix("won:")
+    assert all(winner in o for o in outcomes if o.startswith("lost:")), outcomes
+    with Session(backend_services.engine) as session:
+        sug = session.get(Suggestion, sid)
+        assert sug is not None and sug.decided_by == winner
+        from core.models import AuditEvent, KBEntry
+        audits = session.exec(select(AuditEvent).where(AuditEvent.suggestion_id == sid)).all()
+        assert len(audits) == 1
+        entries = session.exec(select(KBEntry)).all()
+        assert len(entries) == (1 if sug.status == "approved" else 0)
