@@ -47,6 +47,8 @@ def _services(settings: Settings) -> Services:
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Migration chatter on every start hides what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _bot(svc: Services, slug: str) -> Bot:

@@ -1,0 +1,86 @@
+"""The arq worker on a real Redis, and the same jobs on the embedded in-process schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from app import InProcessJobs
+from core.bots import create_bot
+from core.conversations import ConversationIn, store_conversations
+from core.db import session_scope
+from core.models import Bot, Suggestion
+from core.services import Services
+from tests.helpers import (
+    CHARGER_QUESTIONS,
+    CHARGER_REPLIES,
+    TEST_REDIS_URL,
+    escalated_conversation,
+)
+from worker import cycle_all_bots, relay_outbox, run_cycle
+
+
+def _seed(svc: Services) -> Bot:
+    now = datetime.now(UTC) - timedelta(hours=1)
+    with session_scope(svc.engine) as session:
+        bot = create_bot(session, slug="queued", name="Queued")
+        store_conversations(session, bot_id=bot.id, conversations=[
+            ConversationIn.model_validate(escalated_conversation(
+                f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i)))
+            for i, q in enumerate(CHARGER_QUESTIONS)])
+    return bot
+
+
+def _pending(svc: Services) -> list[Suggestion]:
+    with Session(svc.engine) as session:
+        return list(session.exec(select(Suggestion).where(Suggestion.status == "pending")))
+
+
+async def test_arq_worker_runs_the_cycle_enqueued_on_redis(services: Services) -> None:
+    if not TEST_REDIS_URL:
+        pytest.skip("TEST_REDIS_URL not set (scripts/test.sh starts Redis)")
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import Worker
+
+    bot = _seed(services)
+    redis_settings = RedisSettings.from_dsn(TEST_REDIS_URL)
+    pool = await create_pool(redis_settings)
+    await pool.flushdb()
+    try:
+        # The scheduled job enqueues one cycle per enabled bot; a duplicate enqueue is a no-op.
+        ctx = {"services": services, "redis": pool}
+        assert await cycle_all_bots(ctx) == 1
+        await cycle_all_bots(ctx)
+        worker = Worker(functions=[run_cycle, relay_outbox], redis_settings=redis_settings,
+                        burst=True, ctx={"services": services}, poll_delay=0.05,
+                        handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+        pending = _pending(services)
+        assert len(pending) == 1 and pending[0].bot_id == bot.id
+        assert pending[0].answer in CHARGER_REPLIES
+    finally:
+        await pool.flushdb()
+        await pool.aclose()
+
+
+async def test_embedded_default_runs_the_same_jobs_in_process(services: Services) -> None:
+    _seed(services)
+    jobs = InProcessJobs(services)
+    jobs.interval = 0.05  # the real schedule is minutes; the loop is the same
+    jobs.start()
+    try:
+        for _ in range(200):
+            if _pending(services):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await jobs.stop()
+    assert len(_pending(services)) == 1
