@@ -1,0 +1,1 @@
+"""The review channels managers already use: Slack cards and commands, and email digests."""

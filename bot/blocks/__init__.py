@@ -1,0 +1,1 @@
+"""Block Kit builders: pure functions from a view object to Slack blocks."""
