@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import os
 import random
 import secrets
@@ -48,7 +49,7 @@ TARGET_ANSWER_P99_MS = 40.0  # at the 10,000-phrasing KB
 TARGET_LATENCY_AT = 10_000
 TARGET_INGEST_PER_S = 500.0
 
-PHRASINGS_PER_ENTRY = 10
+MAX_PHRASINGS_PER_ENTRY = 201  # question + the API's 200 variants
 WARMUP_REQUESTS = 20
 SERVER_START_TIMEOUT_S = 180.0
 SERVER_STOP_GRACE_S = 10.0
@@ -147,9 +148,14 @@ def _synthetic_corpus(n_heldout: int, seed: int) -> Corpus:
 
 
 def build_entries(corpus: Corpus, phrasings: int,
-                  per_entry: int = PHRASINGS_PER_ENTRY) -> list[dict[str, Any]]:
+                  per_entry: int | None = None) -> list[dict[str, Any]]:
     """KB entries totalling exactly `phrasings` distinct phrasings (question + variants),
-    drawn from every category in proportion to its size, ~`per_entry` phrasings each."""
+    drawn from every category in proportion to its size.
+
+    per_entry None: one entry per intent (split only past the API's 200-variant cap), so
+    answers stay meaningful. per_entry N: each intent split into entries of ~N phrasings;
+    the answer vote then spreads over near-duplicate entries and most questions escalate.
+    """
     if phrasings > corpus.pool_size:
         raise ValueError(f"{phrasings} phrasings asked for, the corpus has {corpus.pool_size}")
     cats = sorted(corpus.pool)
@@ -165,7 +171,8 @@ def build_entries(corpus: Corpus, phrasings: int,
         texts = corpus.pool[c][:alloc[c]]
         if not texts:
             continue
-        n_entries = max(1, round(len(texts) / per_entry))
+        n_entries = (math.ceil(len(texts) / MAX_PHRASINGS_PER_ENTRY) if per_entry is None
+                     else max(1, round(len(texts) / per_entry)))
         for i in range(n_entries):
             chunk = texts[i::n_entries]
             label = c.replace("_", " ")
@@ -467,8 +474,9 @@ def format_table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     env = results["environment"]
     lines.append("")
-    lines.append(f"data: {env['corpus']}; {env['cpus']} CPUs, load average at start "
-                 f"{env['loadavg_start']}; server: embedded default (SQLite + Chroma)")
+    lines.append(f"data: {env['corpus']}; KB: {env['kb_shape']}")
+    lines.append(f"machine: {env['cpus']} CPUs, load average {env['loadavg_start']} at start, "
+                 f"{env['loadavg_end']} at end; server: embedded default (SQLite + Chroma)")
     for section in ("embeddings", "ingestion"):
         if "error" in results.get(section, {}):
             lines.append(f"{section} error: {results[section]['error']}")
@@ -487,7 +495,8 @@ def _passed(results: dict[str, Any]) -> bool:
 
 def main(phrasings: list[int], requests: int, *, conversations: int = 10_000,
          batch: int = 500, embed_sentences: int = 5_000, skip_embeddings: bool = False,
-         quiet: bool = False, keep_data: bool = False) -> dict[str, Any]:
+         per_entry: int | None = None, quiet: bool = False,
+         keep_data: bool = False) -> dict[str, Any]:
     """Run every benchmark, print a table (unless quiet) and return the figures."""
     phrasings = sorted(phrasings)
     results: dict[str, Any] = {
@@ -518,6 +527,8 @@ def main(phrasings: list[int], requests: int, *, conversations: int = 10_000,
     corpus = load_corpus(WARMUP_REQUESTS + requests)
     results["environment"]["corpus"] = (f"{corpus.source}, {corpus.pool_size} KB phrasings, "
                                         f"{len(corpus.heldout)} held-out questions")
+    results["environment"]["kb_shape"] = ("one entry per intent" if per_entry is None
+                                          else f"~{per_entry} phrasings per entry")
     results["answer"] = []
     questions = [q for q, _ in corpus.heldout]
     for i, size in enumerate(phrasings):
@@ -525,7 +536,7 @@ def main(phrasings: list[int], requests: int, *, conversations: int = 10_000,
         run: dict[str, Any] = {"phrasings": size}
         results["answer"].append(run)
         try:
-            entries = build_entries(corpus, size)
+            entries = build_entries(corpus, size, per_entry)
             log(f"[bench] {size} phrasings: starting server ...")
             with running_server(keep_data=keep_data) as server, _client(server) as client:
                 slug = "bench"
@@ -572,6 +583,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="conversations per request")
     parser.add_argument("--embed-sentences", type=int, default=5_000,
                         help="sentences for the embedding benchmark (default 5000)")
+    parser.add_argument("--per-entry", type=int, default=None,
+                        help="split each intent into entries of ~N phrasings (default: one "
+                             "entry per intent)")
     parser.add_argument("--skip-embeddings", action="store_true")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep each server's temporary data dir (and server.log)")
@@ -580,7 +594,8 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = main(args.phrasings, args.requests, conversations=args.conversations,
                    batch=args.batch, embed_sentences=args.embed_sentences,
-                   skip_embeddings=args.skip_embeddings, quiet=args.json,
+                   skip_embeddings=args.skip_embeddings, per_entry=args.per_entry,
+                   quiet=args.json,
                    keep_data=args.keep_data)
     if args.json:
         print(json.dumps(results, indent=2))

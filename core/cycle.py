@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,13 +73,41 @@ def _blob(v: np.ndarray) -> bytes:
     return np.asarray(v, dtype=np.float32).tobytes()
 
 
+@dataclass
+class EmbeddedSignals:
+    signals: list[Signal]
+    vectors: np.ndarray
+    replies: list[np.ndarray | None]
+
+
+@dataclass
+class SuggestionPlan:
+    gap_id: str
+    bot_id: str
+    fields: dict[str, Any]
+    occurrences_total: int
+
+
 class Cycle:
     def __init__(self, *, engine: Engine, embedder: Embedder, index: PhrasingIndex) -> None:
         self.engine = engine
         self.embedder = embedder
         self.index = index
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def run(self, *, bot_id: str, as_of: datetime | None = None) -> CycleResult:
+        """One cycle for one bot. Safe to run twice: only unanalysed conversations are read,
+        and a per-bot lock keeps two cycles of the same bot in this process from interleaving.
+        """
+        with self._lock_for(bot_id):
+            return self._run(bot_id=bot_id, as_of=as_of)
+
+    def _lock_for(self, bot_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(bot_id, threading.Lock())
+
+    def _run(self, *, bot_id: str, as_of: datetime | None) -> CycleResult:
         started = time.perf_counter()
         as_of = as_utc(as_of) if as_of else utcnow()
         result = CycleResult()
@@ -93,55 +122,61 @@ class Cycle:
 
         touched: set[str] = set()
         while True:
-            with session_scope(self.engine) as session:
+            # Read and embed outside any write transaction: on SQLite a write transaction
+            # blocks every other writer, and embedding takes a while.
+            with Session(self.engine) as session:
                 rows = list(session.exec(
-                    select(Conversation)
+                    select(Conversation.id, Conversation.started_at, Conversation.messages,
+                           Conversation.feedback, Conversation.csat)
                     .where(Conversation.bot_id == bot_id, col(Conversation.analyzed_at).is_(None),
                            col(Conversation.started_at) <= as_of)
                     .order_by(col(Conversation.started_at)).limit(BATCH)
                 ))
-                if not rows:
-                    break
-                signals: list[Signal] = []
-                for row in rows:
-                    found, _ = detect(transcript_from_row(
-                        id=row.id, started_at=row.started_at, messages=row.messages,
-                        feedback=row.feedback, csat=row.csat))
-                    signals.extend(found)
-                result.conversations_analyzed += len(rows)
-                for s in signals:
-                    result.signals[s.kind] += 1
-                actionable = [s for s in signals if s.kind in ACTIONABLE]
-                touched |= self._cluster(session, bot_id=bot_id, signals=actionable,
+            if not rows:
+                break
+            signals: list[Signal] = []
+            for cid, started_at, messages, feedback, csat in rows:
+                found, _ = detect(transcript_from_row(id=cid, started_at=started_at,
+                                                      messages=messages, feedback=feedback,
+                                                      csat=csat))
+                signals.extend(found)
+            result.conversations_analyzed += len(rows)
+            for sig in signals:
+                result.signals[sig.kind] += 1
+            batch = self._embed([sig for sig in signals if sig.kind in ACTIONABLE])
+            with session_scope(self.engine) as session:
+                touched |= self._cluster(session, bot_id=bot_id, batch=batch,
                                          threshold=settings.gap_similarity)
                 session.execute(
                     update(Conversation)
-                    .where(col(Conversation.id).in_([r.id for r in rows]))
+                    .where(col(Conversation.id).in_([r[0] for r in rows]))
                     .values(analyzed_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
 
+        with Session(self.engine) as session:
+            thin = len(session.exec(
+                select(Conversation.id).where(Conversation.bot_id == bot_id)
+                .limit(THIN_DATA_CONVERSATIONS)).all()) < THIN_DATA_CONVERSATIONS
+        entries: dict[str, EntryView | None] = {}
+        for gap_id in sorted(touched):
+            plan = self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
+                              critical_weekly=settings.critical_weekly_occurrences)
+            with session_scope(self.engine) as session:
+                created, updated = self._write_suggestion(session, plan)
+            result.suggestions_created += created
+            result.suggestions_updated += updated
+
         with session_scope(self.engine) as session:
-            total_conversations = session.exec(
-                select(Conversation.id).where(Conversation.bot_id == bot_id).limit(
-                    THIN_DATA_CONVERSATIONS)).all()
-            thin = len(total_conversations) < THIN_DATA_CONVERSATIONS
-            entries: dict[str, EntryView | None] = {}
-            for gap_id in sorted(touched):
-                created, updated = self._suggest(session, gap_id=gap_id, as_of=as_of,
-                                                 critical_weekly=settings.critical_weekly_occurrences,
-                                                 thin=thin, entries=entries)
-                result.suggestions_created += created
-                result.suggestions_updated += updated
             result.gaps = len(session.exec(
                 select(Gap.id).where(Gap.bot_id == bot_id, Gap.status == "open")).all())
-            run = session.get(CycleRun, run.id)
-            assert run is not None
+            stored = session.get(CycleRun, run.id)
+            assert stored is not None
             result.seconds = time.perf_counter() - started
-            run.finished_at = utcnow()
-            run.stats = {**result.public(), "signals": dict(result.signals),
-                         "suggestions_updated": result.suggestions_updated}
-            session.add(run)
+            stored.finished_at = utcnow()
+            stored.stats = {**result.public(), "signals": dict(result.signals),
+                            "suggestions_updated": result.suggestions_updated}
+            session.add(stored)
         return result
 
     # -- stages wired to storage -------------------------------------------------------------
@@ -155,16 +190,21 @@ class Cycle:
             .execution_options(synchronize_session=False)
         )
 
-    def _cluster(self, session: Session, *, bot_id: str, signals: list[Signal],
-                 threshold: float) -> set[str]:
+    def _embed(self, signals: list[Signal]) -> EmbeddedSignals:
         if not signals:
-            return set()
+            return EmbeddedSignals([], np.zeros((0, 0), dtype=np.float32), [])
         vectors = self.embedder.embed([s.question for s in signals])
-        replies = [s.agent_reply for s in signals]
-        reply_idx = [i for i, r in enumerate(replies) if r]
-        reply_vecs = self.embedder.embed([replies[i] for i in reply_idx]) if reply_idx else None
-        reply_of = {i: reply_vecs[k] for k, i in enumerate(reply_idx)} if reply_vecs is not None \
-            else {}
+        reply_idx = [i for i, s in enumerate(signals) if s.agent_reply]
+        reply_vecs = self.embedder.embed([signals[i].agent_reply or "" for i in reply_idx])
+        replies: list[np.ndarray | None] = [None] * len(signals)
+        for k, i in enumerate(reply_idx):
+            replies[i] = reply_vecs[k]
+        return EmbeddedSignals(signals, vectors, replies)
+
+    def _cluster(self, session: Session, *, bot_id: str, batch: EmbeddedSignals,
+                 threshold: float) -> set[str]:
+        if not batch.signals:
+            return set()
         # Rejected gaps stay candidates so their failures accumulate there (and stay suppressed)
         # instead of seeding a look-alike gap.
         gaps = list(session.exec(select(Gap).where(
@@ -172,8 +212,7 @@ class Cycle:
         states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size,
                            reply_centroid=_vec(g.reply_centroid).copy() if g.reply_centroid
                            else None, replies=g.replies) for g in gaps]
-        changed = assign(vectors, states, threshold=threshold,
-                         replies=[reply_of.get(i) for i in range(len(signals))])
+        changed = assign(batch.vectors, states, threshold=threshold, replies=batch.replies)
         touched: set[str] = set()
         by_id = {g.id: g for g in gaps}
         for state in changed:
@@ -190,13 +229,14 @@ class Cycle:
             session.add(gap)
             session.flush()
             for i in state.members:
-                s = signals[i]
+                s = batch.signals[i]
+                reply = batch.replies[i]
                 session.add(GapEvidence(
                     gap_id=gap.id, conversation_id=s.conversation_id, question=s.question,
                     agent_reply=s.agent_reply, signal=s.kind, at=s.at,
-                    embedding=_blob(vectors[i]),
+                    embedding=_blob(batch.vectors[i]),
                     bot_entry_id=s.bot_entry_id,
-                    reply_embedding=_blob(reply_of[i]) if i in reply_of else None,
+                    reply_embedding=_blob(reply) if reply is not None else None,
                 ))
             touched.add(gap.id)
         session.flush()
@@ -219,28 +259,30 @@ class Cycle:
         return EntryView(entry.id, entry.question, entry.answer, list(entry.variants),
                          vecs[:-1], vecs[-1])
 
-    def _suggest(self, session: Session, *, gap_id: str, as_of: datetime,
-                 critical_weekly: int, thin: bool,
-                 entries: dict[str, EntryView | None]) -> tuple[int, int]:
-        gap = session.get(Gap, gap_id)
-        assert gap is not None
-        rows = list(session.exec(select(GapEvidence).where(GapEvidence.gap_id == gap_id)
-                                 .order_by(col(GapEvidence.at))))
-        evidence = [Evidence(r.question, _vec(r.embedding), r.agent_reply,
-                             _vec(r.reply_embedding) if r.reply_embedding else None) for r in rows]
-        centroid = _vec(gap.centroid)
-        matches = rank_entries(index=self.index, bot_id=gap.bot_id, vector=centroid)
-        entry = self._entry_view(session, matches[0].entry_id, entries) if matches else None
-        bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
-        answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
-        if answered_with and (entry is None or entry.id != answered_with):
-            entry = self._entry_view(session, answered_with, entries) or entry
+    def _plan(self, *, gap_id: str, as_of: datetime, entries: dict[str, EntryView | None],
+              thin: bool, critical_weekly: int) -> SuggestionPlan:
+        """Everything a gap's suggestion needs, computed with reads only."""
+        with Session(self.engine) as session:
+            gap = session.get(Gap, gap_id)
+            assert gap is not None
+            rows = list(session.exec(select(GapEvidence).where(GapEvidence.gap_id == gap_id)
+                                     .order_by(col(GapEvidence.at))))
+            evidence = [Evidence(r.question, _vec(r.embedding), r.agent_reply,
+                                 _vec(r.reply_embedding) if r.reply_embedding else None)
+                        for r in rows]
+            matches = rank_entries(index=self.index, bot_id=gap.bot_id,
+                                   vector=_vec(gap.centroid))
+            entry = self._entry_view(session, matches[0].entry_id, entries) if matches else None
+            bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
+            answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
+            if answered_with and (entry is None or entry.id != answered_with):
+                entry = self._entry_view(session, answered_with, entries) or entry
         kind = classify(evidence, entry, bot_answered_with=answered_with,
                         entry_similarity=matches[0].similarity if matches else 0.0)
         proposal = propose(kind, evidence, entry)
 
         week_ago = as_of - timedelta(days=7)
-        recent = [r for r in rows if as_utc(r.at) > week_ago and as_utc(r.at) <= as_of]
+        recent = [r for r in rows if week_ago < as_utc(r.at) <= as_of]
         previous = [r for r in rows if week_ago - timedelta(days=7) < as_utc(r.at) <= week_ago]
         kinds = Counter(r.signal for r in rows)
         facts = GapFacts(kind=kind, occurrences_7d=len({r.conversation_id for r in recent}),
@@ -264,28 +306,35 @@ class Cycle:
             "agent_replies": sum(1 for r in rows if r.agent_reply),
             "thin_data": thin,
         }
-        gap.kind = kind
-        gap.entry_id = proposal.entry_id
-        session.add(gap)
-
-        latest = session.exec(select(Suggestion).where(Suggestion.gap_id == gap_id)
-                              .order_by(col(Suggestion.created_at).desc())).first()
         fields: dict[str, Any] = {
             "kind": kind, "priority": priority.level, "score": priority.score,
             "confidence": proposal.confidence, "question": proposal.question,
             "answer": proposal.answer, "variants": proposal.variants,
             "entry_id": proposal.entry_id, "warning": warning, "evidence": evidence_doc,
-            "updated_at": utcnow(),
         }
+        return SuggestionPlan(gap_id=gap_id, bot_id=gap.bot_id, fields=fields,
+                              occurrences_total=facts.occurrences_total)
+
+    def _write_suggestion(self, session: Session, plan: SuggestionPlan) -> tuple[int, int]:
+        """Create or refresh the gap's one open suggestion. Returns (created, updated)."""
+        gap = session.get(Gap, plan.gap_id)
+        assert gap is not None
+        gap.kind = plan.fields["kind"]
+        gap.entry_id = plan.fields["entry_id"]
+        session.add(gap)
+        latest = session.exec(select(Suggestion).where(Suggestion.gap_id == plan.gap_id)
+                              .order_by(col(Suggestion.created_at).desc())).first()
         if latest is not None and latest.status in ("pending", "deferred"):
             # New evidence updates the open suggestion; it never adds a second one.
-            for k, v in fields.items():
+            for k, v in plan.fields.items():
                 setattr(latest, k, v)
+            latest.updated_at = utcnow()
             session.add(latest)
             return 0, 1
         if latest is not None and latest.status == "rejected":
             size_then = int((latest.evidence or {}).get("occurrences_total", 0))
-            if facts.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
+            if plan.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
                 return 0, 0
-        session.add(Suggestion(bot_id=gap.bot_id, gap_id=gap_id, status="pending", **fields))
+        session.add(Suggestion(bot_id=plan.bot_id, gap_id=plan.gap_id, status="pending",
+                               **plan.fields))
         return 1, 0

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
+SQLITE_BEGIN_OPTION = "autotrain_sqlite_begin"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -36,9 +37,11 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so two writers queue instead of one
-            # failing half-way with "database is locked".
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers (session_scope) BEGIN IMMEDIATE: they take the write lock up front, so
+            # two writers queue instead of one failing half-way with "database is locked".
+            # Readers BEGIN DEFERRED and, with WAL, never wait for a writer.
+            mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -46,8 +49,10 @@ def make_engine(url: str) -> Engine:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+    """One unit of work that writes: commit on success, roll back on any error."""
     with Session(engine, expire_on_commit=False) as session:
+        # Ignored by other backends; on SQLite it makes this a write transaction from BEGIN.
+        session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         try:
             yield session
             session.commit()

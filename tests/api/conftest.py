@@ -6,13 +6,22 @@ from each other (pytest runs with --import-mode=importlib).
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
+from core.db import migrate
+from core.embeddings import Embedder
+from core.services import Services, build_core_services
+from core.settings import Settings, load_settings
 
 FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
 # A fixed Monday morning (UTC); conversations are laid out from here.
@@ -194,6 +203,29 @@ class Api:
             messages.append({"role": "customer", "text": then,
                              "at": iso(at + timedelta(seconds=40))})
         return {"id": cid, "started_at": iso(at), "messages": messages, **extra}
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with every migration applied, made once per session."""
+    data = tmp_path_factory.mktemp("template-data")
+    template = load_settings(AUTOTRAIN_DATA_DIR=data, AUTOTRAIN_API_KEY="unused",
+                             DATABASE_URL="", CHROMA_URL="", REDIS_URL="")
+    migrate(template.sqlalchemy_url)
+    return data / "autotrain.db"
+
+
+@pytest.fixture
+def services(settings: Settings, embedder: Embedder, migrated_db: Path) -> Iterator[Services]:
+    """The same real services as tests/conftest.py, but each test starts from a copy of an
+    already-migrated database: running Alembic per test would take most of the time budget."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    target = Path(settings.sqlalchemy_url.removeprefix("sqlite:///"))
+    with closing(sqlite3.connect(migrated_db)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    svc = build_core_services(settings, run_migrations=False, embedder=embedder)
+    yield svc
+    svc.close()
 
 
 @pytest.fixture
