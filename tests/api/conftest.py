@@ -219,11 +219,15 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def services(settings: Settings, embedder: Embedder, migrated_db: Path) -> Iterator[Services]:
     """The same real services as tests/conftest.py, but each test starts from a copy of an
     already-migrated database: running Alembic per test would take most of the time budget."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    target = Path(settings.sqlalchemy_url.removeprefix("sqlite:///"))
-    with closing(sqlite3.connect(migrated_db)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-    svc = build_core_services(settings, run_migrations=False, embedder=embedder)
+    url = settings.sqlalchemy_url
+    copied = url.startswith("sqlite:///")
+    if copied:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        target = Path(url.removeprefix("sqlite:///"))
+        with closing(sqlite3.connect(migrated_db)) as src, \
+                closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+    svc = build_core_services(settings, run_migrations=not copied, embedder=embedder)
     yield svc
     svc.close()
 
