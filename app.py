@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import worker
@@ -40,27 +42,39 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, int(declared))
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await self._refuse(send, int(declared))
+                return
+            await self.app(scope, receive, send)
             return
+        # No Content-Length (chunked): read up to the limit here, then replay the body, so
+        # an oversized upload is refused before the app parses any of it.
+        chunks: list[bytes] = []
         seen = 0
-        too_big = False
-
-        async def limited_receive() -> Any:
-            nonlocal seen, too_big
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    too_big = True
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            if too_big:
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
                 await self._refuse(send, seen)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Callable[[Any], Awaitable[None]], size: int) -> None:
         body = JSONResponse(
@@ -70,10 +84,6 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class InProcessJobs:
@@ -108,6 +118,21 @@ class InProcessJobs:
                 await task
 
 
+def _authenticated(request: Request) -> bool:
+    from sqlmodel import Session
+
+    from core.bots import authenticate
+
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return False
+    svc: Services = request.app.state.services
+    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
+    with Session(svc.engine) as session:
+        return authenticate(session, key=key.strip(), configured_admin=admin) is not None
+
+
 def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -140,6 +165,15 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.state.services = services
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses the body before dependencies run; without this an unauthenticated
+        # caller would learn how its body is wrong instead of getting 401.
+        if request.url.path.startswith("/api/") and not _authenticated(request):
+            return JSONResponse({"detail": "missing or invalid API key"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return await request_validation_exception_handler(request, exc)
+
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _error(404, str(exc))
@@ -150,7 +184,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        loc = ["body", *(exc.field.split(".") if exc.field else [])]
+        parts = exc.field.split(".") if exc.field else []
+        loc = ["body", *(int(p) if p.isdigit() else p for p in parts)]
         return _error(422, [{"loc": loc, "msg": str(exc), "type": "value_error"}])
 
     @app.exception_handler(DomainError)

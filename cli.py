@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, select
 
 from core.bots import create_bot, ensure_admin_key, get_bot
-from core.conversations import MAX_BATCH, ConversationIn, store_conversations
+from core.conversations import MAX_BATCH, ConversationIn, check_batch, store_conversations
 from core.db import session_scope
-from core.errors import DomainError, NotFound
+from core.errors import DomainError, InvalidInput, NotFound
 from core.models import Bot
 from core.policy.commands import Actor, Channel, CreateEntry
 from core.services import Services, build_core_services
@@ -169,8 +169,11 @@ def _read_conversations(path: Path) -> list[ConversationIn]:
             continue
         try:
             conv = ConversationIn.model_validate_json(line)
+            check_batch([conv])
         except ValidationError as exc:
             raise ValueError(f"{path}:{n}: {_first_error(exc)}") from None
+        except InvalidInput as exc:
+            raise ValueError(f"{path}:{n}: {exc}") from None
         if conv.id in seen:
             raise ValueError(
                 f"{path}:{n}: conversation id {conv.id!r} repeats line {seen[conv.id]}")

@@ -8,7 +8,7 @@ import secrets
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 from sqlmodel import Session, select
 
 from core.errors import Conflict, NotFound
@@ -44,16 +44,16 @@ class BotSettings(BaseModel):
     autonomy: Autonomy = Autonomy.conservative
     notify_frequency: NotifyFrequency = NotifyFrequency.daily
     excluded_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDED))
-    daily_auto_publish_limit: int = Field(default=10, ge=0, le=10_000)
-    enabled: bool = True
+    daily_auto_publish_limit: StrictInt = Field(default=10, ge=0, le=10_000)
+    enabled: StrictBool = True
     plan: Plan = Plan.professional
     timezone: str = "UTC"
     # Below this confidence (0-100) `answer` tells the chatbot to hand over to a human.
-    answer_threshold: int = Field(default=50, ge=0, le=100)
+    answer_threshold: StrictInt = Field(default=50, ge=0, le=100)
     # A failed question joins a gap when the mean of its question similarity and its agent
     # reply similarity to the gap reaches this (question-only items need 0.10 more).
     gap_similarity: float = Field(default=0.65, gt=0.0, lt=1.0)
-    critical_weekly_occurrences: int = Field(default=5, ge=1)
+    critical_weekly_occurrences: StrictInt = Field(default=5, ge=1)
 
     @field_validator("excluded_categories")
     @classmethod

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput
@@ -44,7 +44,7 @@ class MessageIn(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message_index: Annotated[int, Field(ge=0)]
+    message_index: Annotated[StrictInt, Field(ge=0)]
     rating: Rating
 
 
@@ -55,7 +55,7 @@ class ConversationIn(BaseModel):
     started_at: datetime
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES)]
     feedback: list[FeedbackIn] = Field(default_factory=list, max_length=MAX_MESSAGES)
-    csat: Annotated[int | None, Field(ge=1, le=5)] = None
+    csat: Annotated[StrictInt | None, Field(ge=1, le=5)] = None
     channel: Annotated[str | None, Field(max_length=100)] = None
 
     @field_validator("started_at")
@@ -63,39 +63,36 @@ class ConversationIn(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         return as_utc(value)
 
-    @model_validator(mode="after")
-    def _feedback_points_at_a_bot_message(self) -> ConversationIn:
-        for i, fb in enumerate(self.feedback):
-            if fb.message_index >= len(self.messages):
-                raise ValueError(
-                    f"feedback[{i}].message_index {fb.message_index} is past the last message "
-                    f"(there are {len(self.messages)})"
-                )
-            if self.messages[fb.message_index].role != Role.bot:
-                raise ValueError(
-                    f"feedback[{i}].message_index {fb.message_index} points at a "
-                    f"{self.messages[fb.message_index].role.value} message; ratings are on "
-                    "bot messages"
-                )
-        return self
-
 
 class ConversationBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conversations: Annotated[list[ConversationIn], Field(max_length=MAX_BATCH)]
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> ConversationBatch:
-        seen: dict[str, int] = {}
-        for i, conv in enumerate(self.conversations):
-            if conv.id in seen:
-                raise ValueError(
-                    f"conversations[{i}].id {conv.id!r} repeats conversations[{seen[conv.id]}]"
-                    ".id; each conversation may appear once per batch"
-                )
-            seen[conv.id] = i
-        return self
+
+def check_batch(conversations: list[ConversationIn]) -> None:
+    """Rules across fields of a batch; raises InvalidInput whose field is the exact path."""
+    if len(conversations) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} conversations per request",
+                           field="conversations")
+    seen: dict[str, int] = {}
+    for i, conv in enumerate(conversations):
+        if conv.id in seen:
+            raise InvalidInput(
+                f"conversations[{i}].id {conv.id!r} repeats conversations[{seen[conv.id]}].id; "
+                "each conversation may appear once per batch", field=f"conversations.{i}.id")
+        seen[conv.id] = i
+        for j, fb in enumerate(conv.feedback):
+            where = f"conversations.{i}.feedback.{j}.message_index"
+            if fb.message_index >= len(conv.messages):
+                raise InvalidInput(
+                    f"conversations[{i}].feedback[{j}].message_index {fb.message_index} is past "
+                    f"the last message (there are {len(conv.messages)})", field=where)
+            role = conv.messages[fb.message_index].role
+            if role != Role.bot:
+                raise InvalidInput(
+                    f"conversations[{i}].feedback[{j}].message_index {fb.message_index} points "
+                    f"at a {role.value} message; ratings are on bot messages", field=where)
 
 
 def _as_row_fields(conv: ConversationIn) -> dict[str, Any]:
@@ -133,9 +130,7 @@ def store_conversations(session: Session, *, bot_id: str,
     Returns (accepted, updated). The caller commits: the batch is one transaction, so a
     failure leaves nothing written.
     """
-    if len(conversations) > MAX_BATCH:
-        raise InvalidInput(f"at most {MAX_BATCH} conversations per request",
-                           field="conversations")
+    check_batch(conversations)
     ids = [c.id for c in conversations]
     existing: dict[str, Conversation] = {}
     # Chunked IN lists keep every backend under its bound-parameter limit.

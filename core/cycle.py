@@ -32,7 +32,7 @@ from core.models import (
 )
 from core.pipeline.gaps import GapState, assign
 from core.pipeline.priorities import GapFacts, prioritise
-from core.pipeline.proposals import EntryView, Evidence, classify, propose
+from core.pipeline.proposals import Candidate, EntryView, Evidence, classify, propose
 from core.pipeline.signals import Signal, detect, transcript_from_row
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ ACTIONABLE = ("unanswered", "negative_feedback")
 THIN_DATA_CONVERSATIONS = 200
 # A rejected gap comes back only if it has grown this much since the rejection.
 REJECTED_GROWTH = 2.0
+# KB entries considered as the home of a gap (nearest to its questions).
+CANDIDATES = 3
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Cycle:
                 result.signals[sig.kind] += 1
             batch = self._embed([sig for sig in signals if sig.kind in ACTIONABLE])
             with session_scope(self.engine) as session:
+                touched |= self._withdraw(session, conversation_ids=[r[0] for r in rows])
                 touched |= self._cluster(session, bot_id=bot_id, batch=batch,
                                          threshold=settings.gap_similarity)
                 session.execute(
@@ -163,6 +166,9 @@ class Cycle:
             plan = self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
                               critical_weekly=settings.critical_weekly_occurrences)
             with session_scope(self.engine) as session:
+                if plan is None:
+                    self._close_empty_gap(session, gap_id=gap_id)
+                    continue
                 created, updated = self._write_suggestion(session, plan)
             result.suggestions_created += created
             result.suggestions_updated += updated
@@ -200,6 +206,24 @@ class Cycle:
         for k, i in enumerate(reply_idx):
             replies[i] = reply_vecs[k]
         return EmbeddedSignals(signals, vectors, replies)
+
+    def _withdraw(self, session: Session, *, conversation_ids: list[str]) -> set[str]:
+        """Drop the evidence a re-sent transcript contributed before; it is analysed afresh.
+
+        Returns the gaps that lost evidence, so their suggestions are recounted.
+        """
+        old = list(session.exec(select(GapEvidence).where(
+            col(GapEvidence.conversation_id).in_(conversation_ids))))
+        lost = Counter(e.gap_id for e in old)
+        for e in old:
+            session.delete(e)
+        for gap_id, n in lost.items():
+            gap = session.get(Gap, gap_id)
+            if gap is not None:
+                gap.size = max(0, gap.size - n)
+                session.add(gap)
+        session.flush()
+        return set(lost)
 
     def _cluster(self, session: Session, *, bot_id: str, batch: EmbeddedSignals,
                  threshold: float) -> set[str]:
@@ -260,25 +284,35 @@ class Cycle:
                          vecs[:-1], vecs[-1])
 
     def _plan(self, *, gap_id: str, as_of: datetime, entries: dict[str, EntryView | None],
-              thin: bool, critical_weekly: int) -> SuggestionPlan:
-        """Everything a gap's suggestion needs, computed with reads only."""
+              thin: bool, critical_weekly: int) -> SuggestionPlan | None:
+        """Everything a gap's suggestion needs, computed with reads only (None: no evidence
+        is left, every transcript behind the gap was corrected)."""
         with Session(self.engine) as session:
             gap = session.get(Gap, gap_id)
             assert gap is not None
             rows = list(session.exec(select(GapEvidence).where(GapEvidence.gap_id == gap_id)
                                      .order_by(col(GapEvidence.at))))
+            if not rows:
+                return None
+            # The chatbot knows its conversations by its own ids.
+            external = dict(session.exec(select(Conversation.id, Conversation.external_id).where(
+                col(Conversation.id).in_({r.conversation_id for r in rows}))).all())
             evidence = [Evidence(r.question, _vec(r.embedding), r.agent_reply,
                                  _vec(r.reply_embedding) if r.reply_embedding else None)
                         for r in rows]
-            matches = rank_entries(index=self.index, bot_id=gap.bot_id,
-                                   vector=_vec(gap.centroid))
-            entry = self._entry_view(session, matches[0].entry_id, entries) if matches else None
+            centroid = _vec(gap.centroid)
+            matches = rank_entries(index=self.index, bot_id=gap.bot_id, vector=centroid)
             bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
             answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
-            if answered_with and (entry is None or entry.id != answered_with):
-                entry = self._entry_view(session, answered_with, entries) or entry
-        kind = classify(evidence, entry, bot_answered_with=answered_with,
-                        entry_similarity=matches[0].similarity if matches else 0.0)
+            candidates: list[Candidate] = []
+            for entry_id in dict.fromkeys(
+                    [m.entry_id for m in matches[:CANDIDATES]]
+                    + ([answered_with] if answered_with else [])):
+                view = self._entry_view(session, entry_id, entries)
+                if view is not None:
+                    candidates.append(Candidate(view, float(np.max(
+                        view.phrasing_vectors @ centroid))))
+        kind, entry = classify(evidence, candidates, bot_answered_with=answered_with)
         proposal = propose(kind, evidence, entry)
 
         week_ago = as_of - timedelta(days=7)
@@ -298,7 +332,8 @@ class Cycle:
                     "so this gap may not be representative.")
             warning = f"{warning} {note}" if warning else note
         evidence_doc = {
-            "conversation_ids": sorted({r.conversation_id for r in rows})[-50:],
+            "conversation_ids": [external.get(c, c) for c in
+                                 dict.fromkeys(r.conversation_id for r in reversed(rows))][:50],
             "occurrences_7d": facts.occurrences_7d,
             "occurrences_total": facts.occurrences_total,
             "signals": dict(kinds),
@@ -314,6 +349,19 @@ class Cycle:
         }
         return SuggestionPlan(gap_id=gap_id, bot_id=gap.bot_id, fields=fields,
                               occurrences_total=facts.occurrences_total)
+
+    def _close_empty_gap(self, session: Session, *, gap_id: str) -> None:
+        gap = session.get(Gap, gap_id)
+        if gap is None or gap.status != "open":
+            return
+        gap.status = "closed"
+        session.add(gap)
+        for sug in session.exec(select(Suggestion).where(
+                Suggestion.gap_id == gap_id, col(Suggestion.status).in_(("pending", "deferred")))):
+            # Nothing is left to fix: the question stops being asked of the reviewers.
+            sug.status = "withdrawn"
+            sug.updated_at = utcnow()
+            session.add(sug)
 
     def _write_suggestion(self, session: Session, plan: SuggestionPlan) -> tuple[int, int]:
         """Create or refresh the gap's one open suggestion. Returns (created, updated)."""

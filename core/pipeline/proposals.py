@@ -44,26 +44,50 @@ class Proposal:
     entry_id: str | None
 
 
-def classify(evidence: list[Evidence], entry: EntryView | None, *, bot_answered_with: str | None,
-             entry_similarity: float, recognise_threshold: float = 0.6,
-             same_answer_threshold: float = 0.6) -> str:
-    """new_answer, improve_answer or add_variants, from the nearest entry and agents' replies.
+@dataclass(frozen=True)
+class Candidate:
+    """A KB entry the gap might belong to, and how close its phrasings are to the questions."""
 
+    entry: EntryView
+    similarity: float
+
+
+# Agents' replies this close to an entry's answer say "that entry was the answer".
+SAME_ANSWER = 0.6
+SAME_ANSWER_ALONE = 0.8
+NEAR_QUESTIONS = 0.5
+NEAR_QUESTIONS_WITHOUT_REPLIES = 0.7
+
+
+def classify(evidence: list[Evidence], candidates: list[Candidate], *,
+             bot_answered_with: str | None) -> tuple[str, EntryView | None]:
+    """new_answer, improve_answer or add_variants, and the entry it concerns.
+
+    - the agents answered with what an entry says (reply ↔ answer cosine ≥ 0.8, or ≥ 0.6 with
+      the questions near that entry's phrasings, cosine ≥ 0.5) → the bot did not recognise a
+      known question: add variants to that entry;
     - the bot answered with an entry and the customers were unhappy → improve that answer;
-    - the questions sit near an entry and the agents said what that entry says → the bot did
-      not recognise a known question: add variants;
+    - no agent reply, but the questions sit very near an entry (cosine ≥ 0.7) → add variants;
     - otherwise → a new topic.
     """
-    if entry is None:
-        return "new_answer"
     replies = [e.reply_vector for e in evidence if e.reply_vector is not None]
-    agrees = bool(replies) and float(np.mean([r @ entry.answer_vector for r in replies])) \
-        >= same_answer_threshold
-    if bot_answered_with == entry.id:
-        return "add_variants" if agrees and not replies else "improve_answer"
-    if entry_similarity >= recognise_threshold and (agrees or not replies):
-        return "add_variants"
-    return "new_answer"
+    if replies and candidates:
+        rmat = np.stack(replies)
+        scored = [(float(np.mean(rmat @ c.entry.answer_vector)), c) for c in candidates]
+        agree, best = max(scored, key=lambda t: t[0])
+        if agree >= SAME_ANSWER_ALONE or (agree >= SAME_ANSWER
+                                          and best.similarity >= NEAR_QUESTIONS):
+            if best.entry.id == bot_answered_with:
+                # The bot already said what the agents said: its answer needs work, not
+                # more triggers.
+                return "improve_answer", best.entry
+            return "add_variants", best.entry
+    answered = next((c.entry for c in candidates if c.entry.id == bot_answered_with), None)
+    if answered is not None:
+        return "improve_answer", answered
+    if not replies and candidates and candidates[0].similarity >= NEAR_QUESTIONS_WITHOUT_REPLIES:
+        return "add_variants", candidates[0].entry
+    return "new_answer", None
 
 
 def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,

@@ -146,8 +146,6 @@ def test_unauthenticated_invalid_body_gets_401_not_a_validation_report(api, bot)
     assert r.status_code == 401, r.text
 
 
-@pytest.mark.xfail(reason="BUG: a body that is not JSON is parsed before the key is checked, "
-                          "so a request without a key gets 422 instead of 401", strict=True)
 def test_unauthenticated_malformed_json_gets_401(api, bot):
     r = api.client.post(f"/api/v1/bots/{bot.slug}/conversations",
                         content=b'{"conversations": [',

@@ -194,9 +194,6 @@ def test_duplicate_of_a_stored_id_in_one_batch_does_not_update_it(api, bot):
     assert day["csat"] is None and day["negative_feedback_rate"] == 0.0
 
 
-@pytest.mark.xfail(reason="BUG: cross-field checks (feedback index, duplicate id) report loc "
-                          "['body', 'conversations', i] or just ['body'] instead of the field's "
-                          "path; the index and field are only in the message text", strict=True)
 @pytest.mark.parametrize("case", ["feedback index out of range", "duplicate id"])
 def test_cross_field_errors_point_loc_at_the_field(api, bot, case):
     convs = batch(api, 3)
@@ -261,9 +258,6 @@ def test_body_over_the_byte_limit_is_413_and_writes_nothing(api, bot):
     assert_nothing_written(api, bot.slug)
 
 
-@pytest.mark.xfail(reason="BUG: without Content-Length the body limit raises inside FastAPI's "
-                          "body parsing, which turns it into 400 'There was an error parsing "
-                          "the body' instead of 413", strict=True)
 def test_streamed_body_over_the_byte_limit_is_413(api, bot):
     body = oversized_body(api)
 

@@ -143,9 +143,6 @@ def test_suggestions_are_ordered_by_priority(api, world):
     assert ids.index(canada["id"]) < ids.index(gift["id"])
 
 
-@pytest.mark.xfail(reason="BUG: evidence.conversation_ids holds the service's internal row ids, "
-                          "not the ids the chatbot sent, so nobody can look the transcripts up",
-                   strict=True)
 def test_evidence_names_the_chatbots_conversation_ids(api, world):
     canada = world.suggestion_for(api, CANADA_REPLIES)
     assert set(canada["evidence"]["conversation_ids"]) == \
@@ -363,9 +360,6 @@ def test_missed_paraphrases_become_add_variants(api, bot):
     assert len(api.suggestions(bot.slug)) == 1
 
 
-@pytest.mark.xfail(reason="BUG: agents answering with an existing entry's exact answer still "
-                          "yields new_answer (a duplicate entry) when the missed phrasings sit "
-                          "under classify()'s 0.6 question-similarity bar", strict=True)
 def test_agents_repeating_an_entrys_answer_means_add_variants(api, bot):
     entry = returns_kb(api, bot.slug)
     for q in REFUND_MISSES:
@@ -460,9 +454,6 @@ def canada_batch(api, start: datetime, extra_message: bool = False) -> list[dict
     return convs
 
 
-@pytest.mark.xfail(reason="BUG: a re-sent (changed) transcript is analysed again and its "
-                          "failure is added to the gap a second time: evidence.signals and the "
-                          "reason count it twice", strict=True)
 def test_resent_transcripts_are_not_counted_twice(api, bot):
     api.ingest(bot.slug, canada_batch(api, api.BASE))
     api.run_cycle(bot.slug, api.BASE + timedelta(days=1))
@@ -475,8 +466,6 @@ def test_resent_transcripts_are_not_counted_twice(api, bot):
     assert "6 handed to an agent" in sug["evidence"]["reason"], sug["evidence"]["reason"]
 
 
-@pytest.mark.xfail(reason="BUG: replacing a transcript does not withdraw the failure the old "
-                          "version contributed to a gap", strict=True)
 def test_replaced_transcript_that_no_longer_fails_is_withdrawn_from_its_gap(api, bot):
     api.ingest(bot.slug, canada_batch(api, api.BASE))
     api.run_cycle(bot.slug, api.BASE + timedelta(days=1))

@@ -7,7 +7,14 @@ import pytest
 from core.embeddings import Embedder
 from core.pipeline.gaps import GapState, assign, diverse
 from core.pipeline.priorities import GapFacts, prioritise
-from core.pipeline.proposals import NO_EVIDENCE_ANSWER, EntryView, Evidence, classify, propose
+from core.pipeline.proposals import (
+    NO_EVIDENCE_ANSWER,
+    Candidate,
+    EntryView,
+    Evidence,
+    classify,
+    propose,
+)
 from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES
 
 CANADA = ["Do you ship to Canada?", "can i order from toronto", "Is delivery to Canada possible?"]
@@ -87,15 +94,20 @@ def test_known_question_the_bot_missed_is_add_variants(embedder: Embedder) -> No
                       ["When will my order arrive?"], phr, embedder.embed([answer])[0])
     ev = _evidence(embedder, ["how many days for delivery", "my parcel, how long till it comes"],
                    [answer, "Shipping takes 3-5 business days (express 1-2)."])
-    assert classify(ev, entry, bot_answered_with=None, entry_similarity=0.7) == "add_variants"
+    assert classify(ev, [Candidate(entry, 0.55)], bot_answered_with=None) == \
+        ("add_variants", entry)
     p = propose("add_variants", ev, entry)
     assert p.entry_id == "e1" and p.answer == answer
     assert set(p.variants) == {"how many days for delivery", "my parcel, how long till it comes"}
-    # a different answer from the agents means the bot should not simply match this entry
+    # the bot answered with this entry, customers were unhappy and the agents said something
+    # else: the answer needs work
     other = _evidence(embedder, ["do you deliver on sundays"],
                       ["No, our carriers do not deliver on Sundays or public holidays."])
-    assert classify(other, entry, bot_answered_with="e1", entry_similarity=0.7) == \
-        "improve_answer"
+    assert classify(other, [Candidate(entry, 0.7)], bot_answered_with="e1") == \
+        ("improve_answer", entry)
+    # and without such an entry nearby it is a new topic
+    assert classify(other, [Candidate(entry, 0.3)], bot_answered_with=None) == \
+        ("new_answer", None)
 
 
 def test_diverse_drops_near_duplicates(embedder: Embedder) -> None:
