@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "MINILM_MODEL_ID",
     "MINILM_SHA256",
     "MINILM_TOKENIZER_PATH",
+    "CachedEmbedder",
     "Embedder",
     "EmbeddingModelError",
     "OnnxMiniLMEmbedder",
@@ -339,3 +341,39 @@ class OpenAIEmbedder:
         if isinstance(key, str) and key:
             detail = detail.replace(key, "[redacted]")
         return f"OpenAI embeddings request for model {self.model!r} failed ({where}): {detail}"
+
+
+class CachedEmbedder:
+    """Remembers recent vectors by text: identical texts recur constantly (the same agent
+    replies in a gap, an entry's unchanged phrasings on every re-sync, popular questions), and
+    a long reply costs ~30 ms to embed on two cores."""
+
+    def __init__(self, inner: Embedder, *, max_items: int = 50_000) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self.max_items = max_items
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        items = _as_text_list(texts)
+        out = np.empty((len(items), self.dimension), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(items):
+                hit = self._cache.get(text)
+                if hit is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    self._cache.move_to_end(text)
+                    out[i] = hit
+        if missing:
+            fresh = self.inner.embed(list(missing))
+            with self._lock:
+                for (text, positions), vector in zip(missing.items(), fresh, strict=True):
+                    out[positions] = vector
+                    self._cache[text] = vector
+                while len(self._cache) > self.max_items:
+                    self._cache.popitem(last=False)
+        return out

@@ -41,6 +41,12 @@ class Services:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    from core.embeddings import CachedEmbedder
+
+    return CachedEmbedder(_base_embedder(settings))
+
+
+def _base_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "openai":
         import openai
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 import openai
 import pytest
 
-from core.embeddings import EmbeddingModelError, OnnxMiniLMEmbedder, OpenAIEmbedder
+from core.embeddings import CachedEmbedder, EmbeddingModelError, OnnxMiniLMEmbedder, OpenAIEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -347,3 +347,28 @@ def test_openai_unknown_model_needs_an_explicit_dimension(client):
         OpenAIEmbedder(client, model="some-other-embedding-model")
 
     assert OpenAIEmbedder(client, model="some-other-embedding-model", dimension=64).dimension == 64
+
+
+class _CountingEmbedder:
+    model_id = "counting"
+    dimension = 3
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+
+def test_cached_embedder_embeds_each_text_once_and_keeps_order() -> None:
+    inner = _CountingEmbedder()
+    cached = CachedEmbedder(inner, max_items=2)
+    first = cached.embed(["aa", "b", "aa"])
+    assert inner.seen == ["aa", "b"]
+    assert first[:, 0].tolist() == [2.0, 1.0, 2.0]
+    again = cached.embed(["b", "ccc"])
+    assert inner.seen == ["aa", "b", "ccc"] and again[:, 0].tolist() == [1.0, 3.0]
+    cached.embed(["aa"])  # evicted (max_items=2): embedded again
+    assert inner.seen[-1] == "aa"
+    assert cached.embed([]).shape == (0, 3)
