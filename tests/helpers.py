@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ADMIN_KEY = "test-admin-key-0123456789"
 # Set by scripts/test.sh, which starts these servers on loopback; tests needing them skip
@@ -47,3 +52,12 @@ CHARGER_REPLIES = [
     "USB-C cable.",
     "Yes it is! Every iPhone 15 model charges with our 30W USB-C charger and a USB-C cable.",
 ]
+
+
+def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `autotrain ARGS` in a fresh process on `data_dir`, embedded mode, like a user would."""
+    env = {**os.environ, "AUTOTRAIN_DATA_DIR": str(data_dir), "ANONYMIZED_TELEMETRY": "False"}
+    for name in ("DATABASE_URL", "CHROMA_URL", "REDIS_URL", "AUTOTRAIN_API_KEY"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+                          env=env, timeout=180, cwd=ROOT)

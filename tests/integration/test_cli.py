@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES, escalated_conversation
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AUTOTRAIN_DATA_DIR": str(data_dir), "ANONYMIZED_TELEMETRY": "False"}
-    for name in ("DATABASE_URL", "CHROMA_URL", "REDIS_URL", "AUTOTRAIN_API_KEY"):
-        env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                          env=env, timeout=180, cwd=ROOT)
+from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES, escalated_conversation, run_cli
 
 
 def _write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -32,13 +19,13 @@ def test_import_conversations_then_cycle_finds_the_gap(tmp_path: Path) -> None:
     convs = [escalated_conversation(f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i))
              for i, q in enumerate(CHARGER_QUESTIONS)]
     data = tmp_path / "data"
-    out = _cli(data, "import", "conversations",
+    out = run_cli(data, "import", "conversations",
                str(_write_jsonl(tmp_path / "c.jsonl", convs)), "--bot", "shop", "--create")
     assert out.returncode == 0, out.stderr
     assert "6 new, 0 updated" in out.stdout
-    again = _cli(data, "import", "conversations", str(tmp_path / "c.jsonl"), "--bot", "shop")
+    again = run_cli(data, "import", "conversations", str(tmp_path / "c.jsonl"), "--bot", "shop")
     assert "0 new, 6 updated" in again.stdout
-    cycle = _cli(data, "cycle", "--bot", "shop")
+    cycle = run_cli(data, "cycle", "--bot", "shop")
     assert cycle.returncode == 0, cycle.stderr
     stats = json.loads(cycle.stdout.split(": ", 1)[1])
     assert stats["conversations_analyzed"] == 6 and stats["suggestions_created"] == 1
@@ -51,13 +38,13 @@ def test_a_bad_line_stops_the_import_and_writes_nothing(tmp_path: Path) -> None:
     bad["messages"][1]["role"] = "robot"
     data = tmp_path / "data"
     path = _write_jsonl(tmp_path / "c.jsonl", [good, bad])
-    out = _cli(data, "import", "conversations", str(path), "--bot", "shop", "--create")
+    out = run_cli(data, "import", "conversations", str(path), "--bot", "shop", "--create")
     assert out.returncode == 1
     assert "nothing imported" in out.stderr and "c.jsonl:2" in out.stderr
     assert "messages.1.role" in out.stderr
     # nothing was written: not even the bot (validation happens before any write)
     good_only = _write_jsonl(tmp_path / "g.jsonl", [good])
-    assert "1 new" in _cli(data, "import", "conversations", str(good_only), "--bot", "shop",
+    assert "1 new" in run_cli(data, "import", "conversations", str(good_only), "--bot", "shop",
                            "--create").stdout
 
 
@@ -66,13 +53,13 @@ def test_kb_csv_import_reports_the_bad_row(tmp_path: Path) -> None:
     path.write_text("question,answer,variants,category\n"
                     '"How long is shipping?","3-5 days","shipping time|delivery time",shipping\n'
                     '"Do you price match?","",,\n')
-    out = _cli(tmp_path / "data", "import", "kb", str(path), "--bot", "shop", "--create")
+    out = run_cli(tmp_path / "data", "import", "kb", str(path), "--bot", "shop", "--create")
     assert out.returncode == 1 and "kb.csv:3" in out.stderr and "answer" in out.stderr
     path.write_text("question,text\nx,y\n")
-    out = _cli(tmp_path / "data", "import", "kb", str(path), "--bot", "shop", "--create")
+    out = run_cli(tmp_path / "data", "import", "kb", str(path), "--bot", "shop", "--create")
     assert out.returncode == 1 and "answer" in out.stderr
 
 
 def test_migrate_reports_the_revision(tmp_path: Path) -> None:
-    out = _cli(tmp_path / "data", "migrate")
+    out = run_cli(tmp_path / "data", "migrate")
     assert out.returncode == 0 and "schema at revision 0001" in out.stdout

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from core.models import Bot
 from core.policy.commands import Actor, Channel, CreateEntry, SetEntryActive
 from core.services import Services, build_core_services
 from core.settings import load_settings
-from tests.helpers import TEST_CHROMA_URL
+from tests.helpers import TEST_CHROMA_URL, run_cli
 
 ACTOR = Actor(name="tester", channel=Channel.api)
 FAQ = [
@@ -121,12 +118,6 @@ def test_outbox_relay_catches_up_after_the_index_was_down(tmp_path: Path,
     svc.close()
 
 
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AUTOTRAIN_DATA_DIR": str(data_dir), "ANONYMIZED_TELEMETRY": "False"}
-    for name in ("DATABASE_URL", "CHROMA_URL", "REDIS_URL", "AUTOTRAIN_API_KEY"):
-        env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_reindex_rebuilds_a_deleted_chroma_directory(tmp_path: Path) -> None:
@@ -134,14 +125,14 @@ def test_reindex_rebuilds_a_deleted_chroma_directory(tmp_path: Path) -> None:
     kb = tmp_path / "kb.csv"
     kb.write_text("question,answer,variants,category\n" + "\n".join(
         f'"{q}","{a}","",' for q, a in FAQ) + "\n")
-    out = _cli(data, "import", "kb", str(kb), "--bot", "shop", "--create")
+    out = run_cli(data, "import", "kb", str(kb), "--bot", "shop", "--create")
     assert out.returncode == 0, out.stderr
-    assert _cli(data, "reindex", "--check").returncode == 0
+    assert run_cli(data, "reindex", "--check").returncode == 0
 
     shutil.rmtree(data / "chroma")
-    check = _cli(data, "reindex", "--check")
+    check = run_cli(data, "reindex", "--check")
     assert check.returncode == 1 and '"missing": 3' in check.stdout, check.stdout + check.stderr
 
-    rebuilt = _cli(data, "reindex")
+    rebuilt = run_cli(data, "reindex")
     assert rebuilt.returncode == 0 and "3 phrasings indexed" in rebuilt.stdout, rebuilt.stderr
-    assert _cli(data, "reindex", "--check").returncode == 0
+    assert run_cli(data, "reindex", "--check").returncode == 0
