@@ -34,7 +34,8 @@ class Caller:
         return Actor(name=name or f"api-key:{self.key_name}", channel=Channel.api)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: a plain attribute read must not cost a thread-pool hop on every request.
     return request.app.state.services  # type: ignore[no-any-return]
 
 

@@ -27,7 +27,6 @@ class Match:
     entry_id: str
     similarity: float  # best phrasing of that entry
     share: float       # 0..1, the entry's share of the vote (the null option included)
-    phrasing: str
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,6 @@ class AnswerResult:
     entry_id: str | None
     confidence: int
     escalate: bool
-    matched_phrasing: str | None = None
     similarity: float | None = None
 
 
@@ -55,7 +53,7 @@ def vote(hits: list[Hit]) -> list[Match]:
     null = math.exp(TEMPERATURE * (NULL_SIMILARITY - top))
     total = sum(weights.values()) + null
     ranked = sorted(weights, key=lambda e: weights[e], reverse=True)
-    return [Match(e, best[e].similarity, weights[e] / total, best[e].text) for e in ranked]
+    return [Match(e, best[e].similarity, weights[e] / total) for e in ranked]
 
 
 def rank_entries(*, index: PhrasingIndex, bot_id: str, vector: np.ndarray) -> list[Match]:
@@ -71,18 +69,17 @@ def answer_question(*, engine: Engine, index: PhrasingIndex, embedder: Embedder,
         return AnswerResult(None, None, 0, True)
     with Session(engine) as session:
         # SQL is the truth: an entry the index still lists but SQL has deactivated is skipped.
-        live = {
-            e.id: e for e in session.exec(
-                select(KBEntry).where(col(KBEntry.id).in_([m.entry_id for m in matches[:3]]),
-                                      KBEntry.bot_id == bot_id, col(KBEntry.active))
-            )
-        }
+        live: dict[str, str] = dict(session.exec(
+            select(KBEntry.id, KBEntry.answer).where(
+                col(KBEntry.id).in_([m.entry_id for m in matches[:3]]),
+                KBEntry.bot_id == bot_id, col(KBEntry.active))
+        ).all())
     for m in matches[:3]:
-        entry = live.get(m.entry_id)
-        if entry is None:
+        answer = live.get(m.entry_id)
+        if answer is None:
             continue
         confidence = round(100 * m.share)
         if confidence < threshold:
-            return AnswerResult(None, None, confidence, True, m.phrasing, m.similarity)
-        return AnswerResult(entry.answer, entry.id, confidence, False, m.phrasing, m.similarity)
+            return AnswerResult(None, None, confidence, True, m.similarity)
+        return AnswerResult(answer, m.entry_id, confidence, False, m.similarity)
     return AnswerResult(None, None, 0, True)

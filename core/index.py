@@ -33,7 +33,6 @@ class Phrasing:
 class Hit:
     phrasing_id: str
     entry_id: str
-    text: str
     similarity: float
 
 
@@ -163,35 +162,29 @@ class ChromaIndex:
 
     def query(self, *, bot_id: str, vector: np.ndarray, k: int) -> list[Hit]:
         col = self._call("open", self._collection, bot_id)
-        count = self._call("count", col.count)
-        if count == 0:
-            return []
-        fetch = min(count, k * 3)
-        res = self._call(
-            "query", col.query,
-            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-            n_results=fetch, include=["metadatas", "distances", "documents"],
-        )
-        hits = self._hits(res, only_active=True)
-        if len(hits) < k and fetch < count:
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        # A few spare neighbours absorb deactivated phrasings; Chroma returns fewer when the
+        # collection is smaller, so no count() round trip is needed (it costs ~1 ms).
+        fetch = k + k // 2
+        res = self._call("query", col.query, query_embeddings=query, n_results=fetch,
+                         include=["metadatas", "distances"])
+        hits = self._hits(res)
+        if len(hits) < k and len(res["ids"][0]) == fetch:
             # Many inactive neighbours: ask Chroma to pre-filter (slower, but rare).
-            res = self._call(
-                "query", col.query,
-                query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-                n_results=min(k, count), where={"active": True},
-                include=["metadatas", "distances", "documents"],
-            )
-            hits = self._hits(res, only_active=True)
+            res = self._call("query", col.query, query_embeddings=query, n_results=k,
+                             where={"active": True}, include=["metadatas", "distances"])
+            hits = self._hits(res)
         return hits[:k]
 
     @staticmethod
-    def _hits(res: dict[str, Any], *, only_active: bool) -> list[Hit]:
+    def _hits(res: dict[str, Any]) -> list[Hit]:
+        """Active neighbours only. Documents are not fetched: answering needs only the entry,
+        and leaving them out makes the query cheaper."""
         out: list[Hit] = []
-        for pid, meta, dist, doc in zip(res["ids"][0], res["metadatas"][0],
-                                        res["distances"][0], res["documents"][0], strict=True):
-            if only_active and not meta.get("active", False):
-                continue
-            out.append(Hit(pid, str(meta["entry_id"]), doc or "", 1.0 - float(dist)))
+        for pid, meta, dist in zip(res["ids"][0], res["metadatas"][0], res["distances"][0],
+                                   strict=True):
+            if meta.get("active", False):
+                out.append(Hit(pid, str(meta["entry_id"]), 1.0 - float(dist)))
         return out
 
     def snapshot(self, *, bot_id: str) -> dict[str, dict[str, Any]]:
