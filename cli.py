@@ -213,10 +213,15 @@ def import_(kind: ImportKind, path: Path,
                 create_bot(session, slug=bot, name=bot)
     target = _bot(svc, bot)
     if kind == ImportKind.kb:
-        for row in items:
-            svc.policy.create_entry(CreateEntry(bot_id=target.id, question=row.question,
-                                                answer=row.answer, variants=row.variants,
-                                                category=row.category, actor=CLI_ACTOR))
+        # One transaction: a row the KB refuses (e.g. a blank answer) leaves nothing imported.
+        try:
+            svc.policy.create_entries([
+                CreateEntry(bot_id=target.id, question=row.question, answer=row.answer,
+                            variants=row.variants, category=row.category, actor=CLI_ACTOR)
+                for row in items])
+        except InvalidInput as exc:
+            typer.secho(f"nothing imported: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"imported {len(items)} KB entries into {bot}")
         return
     accepted = updated = 0

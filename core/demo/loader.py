@@ -77,19 +77,10 @@ def load_demo(svc: Services, *, now: datetime) -> DemoSummary:
     kb = load_demo_kb()
     conversations = load_demo_conversations(now)
     if not already:
-        ids = [
-            svc.policy.create_entry(
-                CreateEntry(
-                    bot_id=bot.id,
-                    question=e["question"],
-                    answer=e["answer"],
-                    variants=e["variants"],
-                    category=e["category"],
-                    actor=DEMO_ACTOR,
-                )
-            )["id"]
-            for e in kb
-        ]
+        ids = [created["id"] for created in svc.policy.create_entries([
+            CreateEntry(bot_id=bot.id, question=e["question"], answer=e["answer"],
+                        variants=e["variants"], category=e["category"], actor=DEMO_ACTOR)
+            for e in kb])]
         parsed = [
             ConversationIn.model_validate(_resolve_placeholders(c, ids)) for c in conversations
         ]

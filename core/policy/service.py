@@ -66,16 +66,23 @@ class Policy:
     # -- knowledge base -----------------------------------------------------------------
 
     def create_entry(self, cmd: CreateEntry) -> dict[str, Any]:
+        return self.create_entries([cmd])[0]
+
+    def create_entries(self, cmds: list[CreateEntry]) -> list[dict[str, Any]]:
+        """Create several entries in one transaction: all of them, or none if one is invalid."""
+        created: list[dict[str, Any]] = []
         with session_scope(self.engine) as session:
-            entry = insert_entry(session, bot_id=cmd.bot_id, question=cmd.question,
-                                 answer=cmd.answer, variants=cmd.variants,
-                                 category=cmd.category, changed_by=cmd.actor.name,
-                                 reason="created")
-            after = entry_public(entry)
-            audit(session, bot_id=cmd.bot_id, actor=cmd.actor, action="entry.created",
-                  entry_id=entry.id, after=after)
+            for cmd in cmds:
+                entry = insert_entry(session, bot_id=cmd.bot_id, question=cmd.question,
+                                     answer=cmd.answer, variants=cmd.variants,
+                                     category=cmd.category, changed_by=cmd.actor.name,
+                                     reason="created")
+                after = entry_public(entry)
+                audit(session, bot_id=cmd.bot_id, actor=cmd.actor, action="entry.created",
+                      entry_id=entry.id, after=after)
+                created.append(after)
         self._after_commit()
-        return after
+        return created
 
     def update_entry(self, cmd: UpdateEntry) -> dict[str, Any]:
         with session_scope(self.engine) as session:

@@ -63,3 +63,19 @@ def test_kb_csv_import_reports_the_bad_row(tmp_path: Path) -> None:
 def test_migrate_reports_the_revision(tmp_path: Path) -> None:
     out = run_cli(tmp_path / "data", "migrate")
     assert out.returncode == 0 and "schema at revision 0001" in out.stdout
+
+
+def test_kb_import_is_all_or_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    path = tmp_path / "kb.jsonl"
+    _write_jsonl(path, [
+        {"question": "How long is shipping?", "answer": "3-5 business days."},
+        {"question": "Do you price match?", "answer": "   "},  # blank once trimmed
+    ])
+    out = run_cli(data, "import", "kb", str(path), "--bot", "shop", "--create")
+    assert out.returncode == 1 and "nothing imported" in out.stderr and "answer" in out.stderr
+    check = run_cli(data, "reindex", "--check")
+    assert '"expected": 0' in check.stdout, check.stdout
+    _write_jsonl(path, [{"question": "How long is shipping?", "answer": "3-5 business days."}])
+    assert "imported 1 KB entries" in run_cli(data, "import", "kb", str(path), "--bot",
+                                                "shop").stdout
