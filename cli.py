@@ -284,6 +284,42 @@ def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the 
 
 
 @app.command()
+def replay(
+    data: Annotated[Path, typer.Argument(help="Labelled questions: CSV text,label")],
+    coverage: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
+    conversations: Annotated[int, typer.Option(min=1, help="Conversations a week")] = 600,
+    decisions: Annotated[int, typer.Option(min=0, help="Admin decisions a week")] = 40,
+    weeks: Annotated[int, typer.Option(min=1)] = 6,
+    seed: int = 0,
+    chart: Annotated[Path, typer.Option(help="PNG of resolution by week")] = Path(
+        "replay.png"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Where the simulated service keeps its data (default: a temporary directory)")
+    ] = None,
+) -> None:
+    """Simulate weeks of traffic over a labelled question set with auto-training on."""
+    import tempfile
+
+    from core.replay import Replay, ReplayConfig, load_labelled
+
+    try:
+        labelled = load_labelled(data)
+    except (OSError, ValueError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    with tempfile.TemporaryDirectory(prefix="autotrain-replay-") as tmp:
+        settings = _settings(data_dir or Path(tmp))
+        settings = settings.model_copy(update={"database_url": None, "chroma_url": None})
+        svc = _services(settings)
+        config = ReplayConfig(coverage=coverage, conversations_per_week=conversations,
+                              decisions_per_week=decisions, weeks=weeks, seed=seed)
+        result = Replay(svc, data=labelled, config=config).run()
+        svc.close()
+    typer.echo(result.table())
+    typer.echo(f"chart: {result.chart(chart)}")
+
+
+@app.command()
 def bench(phrasings: Annotated[list[int] | None, typer.Option(help="KB sizes for /answer")] = None,
           requests: int = 500) -> None:
     """Print embedding throughput, /answer latency over HTTP, and ingestion throughput."""

@@ -1,0 +1,311 @@
+"""Replay: what auto-training would have done, simulated week by week over a labelled question set.
+
+A labelled CSV (`text,label`) plays the customers. A fraction of the labels is covered by the
+seeded KB; each week, simulated customers ask questions (labels drawn with a skewed
+frequency), the real `answer` path replies, a simulated human agent answers what the bot
+could not with that label's reference answer, customers react (thanks, thumbs, leaving after
+a wrong answer), the real cycle runs through the production code path, and a simulated
+admin with a limited number of decisions per week approves, edits or rejects suggestions
+from their evidence. It is both a product feature and the project's quality benchmark.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from core.bots import create_bot
+from core.conversations import ConversationIn, store_conversations
+from core.db import session_scope
+from core.models import Bot, Suggestion
+from core.pipeline.priorities import PRIORITY_ORDER
+from core.pipeline.signals import FALLBACK_RE
+from core.policy.commands import (
+    Actor,
+    Approve,
+    Channel,
+    CreateEntry,
+    EditAndApprove,
+    Reject,
+    RejectReason,
+)
+from core.services import Services
+
+FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
+ADMIN = Actor(name="replay admin", channel=Channel.api)
+assert FALLBACK_RE.search(FALLBACK)  # the simulated bot must fall back the way we detect
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    coverage: float = 0.4
+    conversations_per_week: int = 600
+    decisions_per_week: int = 40
+    weeks: int = 6
+    seed_phrasings: int = 4  # phrasings per covered label in the seeded KB
+    zipf: float = 1.0        # skew of label frequencies
+    p_thumbs_up: float = 0.3
+    p_abandon_after_wrong: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class WeekRow:
+    week: int
+    conversations: int = 0
+    resolved: int = 0
+    wrong: int = 0
+    escalated: int = 0
+    suggestions_pending: int = 0
+    approved: int = 0
+    edited: int = 0
+    rejected: int = 0
+    cycle_seconds: float = 0.0
+
+    @property
+    def resolution(self) -> float:
+        return self.resolved / self.conversations if self.conversations else 0.0
+
+    @property
+    def wrong_rate(self) -> float:
+        return self.wrong / self.conversations if self.conversations else 0.0
+
+
+@dataclass
+class ReplayResult:
+    weeks: list[WeekRow] = field(default_factory=list)
+
+    def table(self) -> str:
+        head = (f"{'week':>4} {'convs':>6} {'resolved':>9} {'wrong':>7} {'escal.':>7} "
+                f"{'pending':>8} {'approved':>9} {'edited':>7} {'rejected':>9} {'cycle s':>8}")
+        lines = [head, "-" * len(head)]
+        for w in self.weeks:
+            lines.append(
+                f"{w.week:>4} {w.conversations:>6} {w.resolution:>8.1%} {w.wrong_rate:>7.1%} "
+                f"{w.escalated:>7} {w.suggestions_pending:>8} {w.approved:>9} {w.edited:>7} "
+                f"{w.rejected:>9} {w.cycle_seconds:>8.2f}")
+        decided = sum(w.approved + w.edited + w.rejected for w in self.weeks)
+        if decided:
+            approved = sum(w.approved for w in self.weeks) / decided
+            edited = sum(w.edited for w in self.weeks) / decided
+            rejected = sum(w.rejected for w in self.weeks) / decided
+            lines.append(f"decided {decided}: approved as is {approved:.0%}, "
+                         f"edited {edited:.0%}, rejected {rejected:.0%}")
+        return "\n".join(lines)
+
+    def chart(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display on a server
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        weeks = [w.week for w in self.weeks]
+        ax.plot(weeks, [100 * w.resolution for w in self.weeks], marker="o",
+                label="automatic resolution")
+        ax.plot(weeks, [100 * w.wrong_rate for w in self.weeks], marker="x",
+                label="wrong answers")
+        ax.set_xlabel("week")
+        ax.set_ylabel("% of conversations")
+        ax.set_ylim(0, 100)
+        ax.set_xticks(weeks)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("Replay: resolution by week")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def load_labelled(path: Path) -> dict[str, list[str]]:
+    """Questions per label from a CSV whose first column is the text and second the label."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or len(header) < 2:
+            raise ValueError(f"{path}: expected a header with at least two columns: text,label")
+        for n, row in enumerate(reader, start=2):
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise ValueError(f"{path}:{n}: expected text,label")
+            by_label[row[1].strip()].append(row[0].strip())
+    if len(by_label) < 2:
+        raise ValueError(f"{path}: needs at least two labels")
+    return dict(by_label)
+
+
+def reference_answer(label: str) -> str:
+    """The simulated agents' answer for a label (the data set has questions only)."""
+    topic = label.replace("_", " ").replace("-", " ")
+    return (f"About {topic}: here is exactly what to do for {topic}, step by step, "
+            f"and who to contact if it still does not work.")
+
+
+class Replay:
+    def __init__(self, services: Services, *, data: dict[str, list[str]],
+                 config: ReplayConfig, bot_slug: str = "replay") -> None:
+        self.svc = services
+        self.cfg = config
+        self.rng = random.Random(config.seed)
+        labels = sorted(data)
+        self.rng.shuffle(labels)
+        self.labels = labels
+        covered_n = max(1, round(config.coverage * len(labels)))
+        self.covered = set(labels[:covered_n])
+        self.kb_texts: dict[str, list[str]] = {}
+        self.pool: dict[str, list[str]] = {}
+        for label in labels:
+            texts = list(data[label])
+            self.rng.shuffle(texts)
+            k = config.seed_phrasings if label in self.covered else 0
+            self.kb_texts[label] = texts[:k]
+            self.pool[label] = texts[k:] or texts
+        # Zipf-like popularity over a random order of labels.
+        order = labels[:]
+        self.rng.shuffle(order)
+        self.weights = {label: 1.0 / (rank + 1) ** config.zipf for rank, label in
+                        enumerate(order)}
+        self.answer_label = {reference_answer(lb): lb for lb in labels}
+        self.entry_label: dict[str, str] = {}
+        self.text_label: dict[str, str] = {t: lb for lb, ts in data.items() for t in ts}
+        self.bot_slug = bot_slug
+        self.bot: Bot | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def seed(self) -> Bot:
+        with session_scope(self.svc.engine) as session:
+            bot = create_bot(session, slug=self.bot_slug, name="Replay")
+        cmds = [CreateEntry(bot_id=bot.id, question=self.kb_texts[lb][0],
+                            answer=reference_answer(lb), variants=self.kb_texts[lb][1:],
+                            actor=ADMIN) for lb in sorted(self.covered)]
+        for created, cmd in zip(self.svc.policy.create_entries(cmds), cmds, strict=True):
+            self.entry_label[created["id"]] = self.answer_label[cmd.answer]
+        self.bot = bot
+        return bot
+
+    # -- one week ----------------------------------------------------------------------------
+
+    def _conversation(self, n: int, label: str, at: datetime, row: WeekRow) -> dict[str, Any]:
+        assert self.bot is not None
+        text = self.rng.choice(self.pool[label])
+        t = at
+        msgs: list[dict[str, Any]] = [{"role": "customer", "text": text, "at": t.isoformat()}]
+        feedback: list[dict[str, Any]] = []
+        got = self.svc.answer(bot=self.bot, question=text)
+        step = timedelta(seconds=20)
+        if got.escalate:
+            row.escalated += 1
+            msgs.append({"role": "bot", "text": FALLBACK, "at": (t + step).isoformat()})
+            msgs.append({"role": "agent", "text": reference_answer(label),
+                         "at": (t + 10 * step).isoformat()})
+            msgs.append({"role": "customer", "text": "ok thanks",
+                         "at": (t + 11 * step).isoformat()})
+        else:
+            msgs.append({"role": "bot", "text": got.answer or "", "at": (t + step).isoformat(),
+                         "entry_id": got.entry_id})
+            if self.entry_label.get(got.entry_id or "") == label:
+                row.resolved += 1
+                if self.rng.random() < self.cfg.p_thumbs_up:
+                    feedback.append({"message_index": 1, "rating": "up"})
+                else:
+                    msgs.append({"role": "customer", "text": "great, thanks!",
+                                 "at": (t + 2 * step).isoformat()})
+            else:
+                row.wrong += 1
+                if self.rng.random() >= self.cfg.p_abandon_after_wrong:
+                    feedback.append({"message_index": 1, "rating": "down"})
+                    msgs.append({"role": "customer", "text": "that doesn't answer my question",
+                                 "at": (t + 2 * step).isoformat()})
+                    msgs.append({"role": "agent", "text": reference_answer(label),
+                                 "at": (t + 10 * step).isoformat()})
+                    row.escalated += 1
+        return {"id": f"w{row.week}-{n}", "started_at": at.isoformat(), "messages": msgs,
+                "feedback": feedback, "channel": "replay"}
+
+    def week(self, number: int, start: datetime) -> WeekRow:
+        assert self.bot is not None
+        row = WeekRow(week=number)
+        labels = list(self.weights)
+        weights = [self.weights[lb] for lb in labels]
+        convs = []
+        for n in range(self.cfg.conversations_per_week):
+            label = self.rng.choices(labels, weights=weights)[0]
+            at = start + timedelta(seconds=self.rng.randint(0, 7 * 86400 - 600))
+            convs.append(self._conversation(n, label, at, row))
+        row.conversations = len(convs)
+        with session_scope(self.svc.engine) as session:
+            store_conversations(session, bot_id=self.bot.id,
+                                conversations=[ConversationIn.model_validate(c) for c in convs])
+        t0 = time.perf_counter()
+        self.svc.cycle.run(bot_id=self.bot.id, as_of=start + timedelta(days=7))
+        row.cycle_seconds = time.perf_counter() - t0
+        self._review(row)
+        with Session(self.svc.engine) as session:
+            row.suggestions_pending = len(session.exec(select(Suggestion.id).where(
+                Suggestion.bot_id == self.bot.id, Suggestion.status == "pending")).all())
+        return row
+
+    # -- the simulated admin ------------------------------------------------------------------
+
+    def _review(self, row: WeekRow) -> None:
+        assert self.bot is not None
+        with Session(self.svc.engine) as session:
+            pending = list(session.exec(select(Suggestion).where(
+                Suggestion.bot_id == self.bot.id, col(Suggestion.status) == "pending")))
+        pending.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score))
+        for sug in pending[: self.cfg.decisions_per_week]:
+            self._decide(sug, row)
+
+    def _decide(self, sug: Suggestion, row: WeekRow) -> None:
+        """Judge from the evidence a reviewer sees: is the answer right for what the customers
+        asked, and are the phrasings about the same thing?"""
+        asked = [self.text_label.get(v) for v in [sug.question, *sug.variants]]
+        votes = Counter(lb for lb in asked if lb)
+        if not votes:
+            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                          reason=RejectReason.not_a_gap))
+            row.rejected += 1
+            return
+        label, _ = votes.most_common(1)[0]
+        target = self.entry_label.get(sug.entry_id or "") if sug.entry_id else None
+        right_answer = reference_answer(label)
+        good_variants = [v for v in sug.variants if self.text_label.get(v) == label]
+        if sug.kind == "new_answer" or target is None:
+            answer_ok = self.answer_label.get(sug.answer) == label
+        else:
+            answer_ok = target == label and (sug.kind == "add_variants"
+                                             or self.answer_label.get(sug.answer) == label)
+        if answer_ok and len(good_variants) == len(sug.variants) and \
+                self.text_label.get(sug.question) in (label, None):
+            result = self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN))
+            row.approved += 1
+        elif target is not None and target != label:
+            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                          reason=RejectReason.wrong_information))
+            row.rejected += 1
+            return
+        else:
+            result = self.svc.policy.decide(EditAndApprove(
+                suggestion_id=sug.id, actor=ADMIN, answer=right_answer, variants=good_variants))
+            row.edited += 1
+        if result.entry_id and result.entry_id not in self.entry_label:
+            self.entry_label[result.entry_id] = label
+
+    def run(self, *, start: datetime | None = None) -> ReplayResult:
+        if self.bot is None:
+            self.seed()
+        begin = start or datetime(2026, 1, 5, tzinfo=UTC)
+        result = ReplayResult()
+        for number in range(1, self.cfg.weeks + 1):
+            result.weeks.append(self.week(number, begin + timedelta(days=7 * (number - 1))))
+        return result

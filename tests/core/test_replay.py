@@ -1,0 +1,63 @@
+"""Replay on a small labelled set: the real cycle and policy raise resolution week by week."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.replay import Replay, ReplayConfig, load_labelled
+from core.services import Services
+
+TOPICS = {
+    "shipping_time": ["How long does shipping take?", "when will my parcel arrive",
+                      "how many days for delivery", "What is the delivery time?",
+                      "how soon will I get my order", "delivery takes how long?",
+                      "When does my package come?", "shipping duration please"],
+    "reset_password": ["How do I reset my password?", "I forgot my password",
+                       "can't log in, forgot password", "password reset help",
+                       "how to change my forgotten password", "lost my password",
+                       "I need a new password", "reset my login password"],
+    "refund_status": ["Where is my refund?", "refund not received yet",
+                      "when do I get my money back", "how long do refunds take",
+                      "my refund hasn't arrived", "status of my refund",
+                      "still waiting for refund", "refund processing time"],
+    "store_hours": ["What are your opening hours?", "when are you open",
+                    "store hours today?", "are you open on sunday",
+                    "what time do you close", "opening times please",
+                    "hours of the shop", "when does the store open"],
+}
+
+
+def _csv(tmp_path: Path) -> Path:
+    path = tmp_path / "labelled.csv"
+    rows = ["text,label"] + [f'"{t}",{label}' for label, texts in TOPICS.items() for t in texts]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_replay_learns_the_uncovered_topics(services: Services, tmp_path: Path) -> None:
+    data = load_labelled(_csv(tmp_path))
+    config = ReplayConfig(coverage=0.5, conversations_per_week=40, decisions_per_week=10,
+                          weeks=3, seed_phrasings=2, seed=1)
+    result = Replay(services, data=data, config=config).run()
+    first, last = result.weeks[0], result.weeks[-1]
+    assert [w.week for w in result.weeks] == [1, 2, 3]
+    assert all(w.conversations == 40 for w in result.weeks)
+    # the uncovered half of the topics escalates in week 1 and gets learned afterwards
+    assert first.escalated >= 10
+    assert last.resolution > first.resolution + 0.2
+    assert sum(w.approved + w.edited for w in result.weeks) >= 2
+    assert "approved as is" in result.table()
+    png = result.chart(tmp_path / "replay.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_labelled_files_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text\nhello\n")
+    with pytest.raises(ValueError, match="two columns"):
+        load_labelled(bad)
+    bad.write_text("text,label\nhello,\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
+        load_labelled(bad)
