@@ -235,7 +235,8 @@ class Cycle:
             Gap.bot_id == bot_id, col(Gap.status).in_(("open", "rejected")))))
         states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size,
                            reply_centroid=_vec(g.reply_centroid).copy() if g.reply_centroid
-                           else None, replies=g.replies) for g in gaps]
+                           else None, replies=g.replies, frozen=g.status == "rejected")
+                  for g in gaps]
         changed = assign(batch.vectors, states, threshold=threshold, replies=batch.replies)
         touched: set[str] = set()
         by_id = {g.id: g for g in gaps}

@@ -12,6 +12,7 @@ from their evidence. It is both a product feature and the project's quality benc
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 import time
 from collections import Counter, defaultdict
@@ -143,11 +144,42 @@ def load_labelled(path: Path) -> dict[str, list[str]]:
     return dict(by_label)
 
 
+# Generic support facts; each label's reference answer combines a few of them, so answers
+# to different labels differ the way real agents' answers to different topics do (a shared
+# template with only the topic swapped would make every answer look alike).
+FACTS = [
+    "Open the app and go to Settings, then Account.",
+    "It usually takes 3 to 5 working days.",
+    "You will get an email as soon as it is done.",
+    "There is no fee for this.",
+    "A fee of 1% applies, shown before you confirm.",
+    "You can do it yourself from the Payments tab.",
+    "For your security we need to verify your identity first.",
+    "Contact us from the Help section if it has not arrived after 7 days.",
+    "This is only available for accounts older than 30 days.",
+    "We cannot reverse it once it is confirmed.",
+    "Freeze the card straight away from the Cards tab.",
+    "Upload a photo of your ID and a selfie.",
+    "The exchange rate is updated every hour on weekdays.",
+    "Top-ups by bank transfer arrive within one working day.",
+    "Refunds go back to the original payment method.",
+    "Pending transactions disappear after 7 days if the merchant does not collect them.",
+    "You can order a replacement for free once a year.",
+    "Limits reset at midnight UTC.",
+    "Tap the transaction and choose Report a problem.",
+    "Virtual cards can be created instantly and deleted any time.",
+    "Your PIN can be changed at any ATM that supports it.",
+    "Cash withdrawals above the monthly allowance are charged 2%.",
+    "We support transfers to over 30 countries.",
+    "The beneficiary's details must match their bank records exactly.",
+]
+
+
 def reference_answer(label: str) -> str:
     """The simulated agents' answer for a label (the data set has questions only)."""
     topic = label.replace("_", " ").replace("-", " ")
-    return (f"About {topic}: here is exactly what to do for {topic}, step by step, "
-            f"and who to contact if it still does not work.")
+    rng = random.Random(hashlib.sha256(label.encode()).digest())
+    return f"About {topic}: " + " ".join(rng.sample(FACTS, 3))
 
 
 class Replay:

@@ -28,15 +28,21 @@ class GapState:
     reply_centroid: np.ndarray | None = None
     replies: int = 0
     members: list[int] = field(default_factory=list)  # indexes into this pass's items
+    # A frozen gap (one the reviewers rejected) still collects its failures but never moves:
+    # a drifting rejected gap would end up swallowing unrelated questions.
+    frozen: bool = False
 
     def add(self, index: int, vector: np.ndarray, reply: np.ndarray | None) -> None:
+        self.members.append(index)
+        if self.frozen:
+            self.size += 1
+            return
         self.centroid = _unit(self.centroid * self.size + vector)
         self.size += 1
         if reply is not None:
             base = self.reply_centroid if self.reply_centroid is not None else np.zeros_like(reply)
             self.reply_centroid = _unit(base * self.replies + reply)
             self.replies += 1
-        self.members.append(index)
 
 
 # Questions alone are a weaker witness than questions plus the agents' answers: without a
