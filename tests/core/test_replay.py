@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.replay import Replay, ReplayConfig, load_labelled
+from core.pipeline.signals import FALLBACK_RE
+from core.replay import FALLBACK, Replay, ReplayConfig, load_labelled
 from core.services import Services
 
 TOPICS = {
@@ -51,6 +52,11 @@ def test_replay_learns_the_uncovered_topics(services: Services, tmp_path: Path) 
     assert "approved as is" in result.table()
     png = result.chart(tmp_path / "replay.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulated_bot_falls_back_the_way_signals_detect_it() -> None:
+    # otherwise the replay would measure a bot whose hand-overs the cycle never sees
+    assert FALLBACK_RE.search(FALLBACK)
 
 
 def test_bad_labelled_files_are_refused(tmp_path: Path) -> None:
