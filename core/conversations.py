@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput
-from core.models import Conversation, as_utc, utcnow
+from core.models import Conversation, as_utc, new_id, utcnow
 from core.pipeline.signals import detect, transcript_from_row
 
 # Documented limits (README "Ingestion limits"): large enough for real transcripts, small
@@ -141,13 +142,13 @@ def store_conversations(session: Session, *, bot_id: str,
             existing[row.external_id] = row
     accepted = updated = 0
     now = utcnow()
-    new_rows: list[Conversation] = []
+    new_rows: list[dict[str, Any]] = []
     for conv in conversations:
         fields = _as_row_fields(conv)
         row = existing.get(conv.id)
         if row is None:
-            new_rows.append(Conversation(bot_id=bot_id, external_id=conv.id, received_at=now,
-                                         **fields))
+            new_rows.append({"id": new_id(), "bot_id": bot_id, "external_id": conv.id,
+                             "received_at": now, "analyzed_at": None, **fields})
             accepted += 1
             continue
         updated += 1
@@ -161,6 +162,9 @@ def store_conversations(session: Session, *, bot_id: str,
             # A changed transcript must be looked at again by the next cycle.
             row.analyzed_at = None
             session.add(row)
-    session.add_all(new_rows)
+    if new_rows:
+        # One executemany of plain rows: building ORM objects for a 1,000-conversation batch
+        # costs more than the insert and holds the GIL that /answer threads need.
+        session.execute(insert(Conversation), new_rows)
     session.flush()
     return accepted, updated
