@@ -203,6 +203,11 @@ class MetricsBucket(BaseModel):
 
 class MetricsOut(BaseModel):
     buckets: list[MetricsBucket]
+    activated_at: datetime | None = Field(
+        default=None, description="When auto-training first published a change (buckets "
+        "starting from then are 'after')")
+    thin_data: bool = Field(default=False, description="Fewer than 200 conversations so far: "
+                            "rates are not yet representative")
 
 
 class IndexStatus(BaseModel):

@@ -19,6 +19,7 @@ from core.bots import bot_settings
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.index import PhrasingIndex, entry_phrasings
+from core.metrics import THIN_DATA_CONVERSATIONS
 from core.models import (
     Bot,
     Conversation,
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 BATCH = 2_000
 # Signals that point at a missing or wrong answer; abandonment alone is too weak to act on.
 ACTIONABLE = ("unanswered", "negative_feedback")
-THIN_DATA_CONVERSATIONS = 200
 # A rejected gap comes back only if it has grown this much since the rejection.
 REJECTED_GROWTH = 2.0
 # KB entries considered as the home of a gap (nearest to its questions).

@@ -22,7 +22,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core.models import Conversation, as_utc
+from core.models import Conversation, Suggestion, as_utc
+
+THIN_DATA_CONVERSATIONS = 200
 
 
 class Bucket(StrEnum):
@@ -39,6 +41,18 @@ def bucket_start(at: datetime, bucket: Bucket) -> datetime:
     if bucket == Bucket.week:
         return day - timedelta(days=day.weekday())
     return day.replace(day=1)
+
+
+def activated_at(engine: Engine, *, bot_id: str) -> datetime | None:
+    """When auto-training started changing the bot: its first published suggestion."""
+    with Session(engine) as session:
+        first = session.exec(
+            select(Suggestion.decided_at).where(
+                Suggestion.bot_id == bot_id,
+                col(Suggestion.status).in_(("approved", "auto_published")),
+                col(Suggestion.decided_at).is_not(None))
+            .order_by(col(Suggestion.decided_at)).limit(1)).first()
+    return as_utc(first) if first else None
 
 
 def compute_metrics(engine: Engine, *, bot_id: str, bucket: Bucket,

@@ -25,7 +25,7 @@ from api.schemas import (
     SuggestionOut,
     SuggestionStatus,
 )
-from core.metrics import Bucket, compute_metrics
+from core.metrics import THIN_DATA_CONVERSATIONS, Bucket, activated_at, compute_metrics
 from core.models import AuditEvent, IndexOutbox, Suggestion
 from core.pipeline.priorities import PRIORITY_ORDER
 from core.policy.commands import Approve, Defer, EditAndApprove, Reject, RejectReason
@@ -136,8 +136,11 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
 
 @router.get("/bots/{slug}/metrics", response_model=MetricsOut)
 def metrics(bot: BotDep, svc: ServicesDep, bucket: Bucket = Bucket.week) -> MetricsOut:
-    return MetricsOut(buckets=[MetricsBucket(**b) for b in
-                               compute_metrics(svc.engine, bot_id=bot.id, bucket=bucket)])
+    buckets = compute_metrics(svc.engine, bot_id=bot.id, bucket=bucket)
+    total = sum(b["conversations"] for b in buckets)
+    return MetricsOut(buckets=[MetricsBucket(**b) for b in buckets],
+                      activated_at=activated_at(svc.engine, bot_id=bot.id),
+                      thin_data=total < THIN_DATA_CONVERSATIONS)
 
 
 @router.get("/bots/{slug}/index", response_model=IndexStatus, tags=["operations"])

@@ -156,3 +156,21 @@ def test_empty_bot_has_no_buckets_and_bad_bucket_is_422(api, bot):
     r = api.client.get(f"/api/v1/bots/{bot.slug}/metrics", params={"bucket": "hour"},
                        headers=bot.headers)
     assert r.status_code == 422
+
+
+def test_metrics_mark_thin_data_and_the_activation_of_auto_training(api, bot):
+    questions = ["Do you ship to Canada?", "can i order from toronto",
+                 "Is delivery to Canada possible?", "shipping to canada?",
+                 "Do you deliver to Montreal?"]
+    reply = "Yes, we ship to Canada in 5-8 business days, duties included."
+    api.ingest(bot.slug, [api.escalated(f"ca{i}", q, reply, MON + timedelta(hours=i))
+                          for i, q in enumerate(questions)])
+    before = api.client.get(f"/api/v1/bots/{bot.slug}/metrics", headers=bot.headers).json()
+    assert before["thin_data"] is True and before["activated_at"] is None
+
+    api.run_cycle(bot.slug, as_of=MON + timedelta(days=1))
+    sug = api.suggestions(bot.slug, "pending")[0]
+    assert api.decide(sug["id"], "approve", "maria").status_code == 200
+    after = api.client.get(f"/api/v1/bots/{bot.slug}/metrics", headers=bot.headers).json()
+    approved = api.suggestions(bot.slug, "approved")[0]
+    assert after["activated_at"] == approved["decided_at"]
