@@ -55,7 +55,7 @@ def test_answers_come_from_the_index_in_both_modes(mode: str, services: Services
     assert isinstance(svc.index, ChromaIndex)
     bot = _bot(svc, slug=f"shop-{mode}")
     ids = _seed(svc, bot)
-    got = svc.answer(bot=bot, question="how many days until my parcel arrives?")
+    got = svc.answer(bot=bot, question="how long does shipping usually take?")
     assert got.entry_id == ids[0] and not got.escalate
     svc.policy.set_entry_active(SetEntryActive(bot_id=bot.id, entry_id=ids[0], active=False,
                                                actor=ACTOR))
