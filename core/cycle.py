@@ -33,7 +33,14 @@ from core.models import (
 )
 from core.pipeline.gaps import GapState, assign
 from core.pipeline.priorities import GapFacts, prioritise
-from core.pipeline.proposals import Candidate, EntryView, Evidence, classify, propose
+from core.pipeline.proposals import (
+    SAME_ANSWER,
+    Candidate,
+    EntryView,
+    Evidence,
+    classify,
+    propose,
+)
 from core.pipeline.signals import Signal, detect, transcript_from_row
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,20 @@ class EmbeddedSignals:
     signals: list[Signal]
     vectors: np.ndarray
     replies: list[np.ndarray | None]
+
+
+@dataclass
+class AnswerMatrix:
+    entry_ids: list[str]
+    vectors: np.ndarray | None
+
+    def closest(self, reply: np.ndarray, *, at_least: float = SAME_ANSWER) -> str | None:
+        """The entry whose answer is most like `reply`, if it is alike enough."""
+        if self.vectors is None or not self.entry_ids:
+            return None
+        sims = self.vectors @ reply
+        best = int(np.argmax(sims))
+        return self.entry_ids[best] if float(sims[best]) >= at_least else None
 
 
 @dataclass
@@ -162,9 +183,11 @@ class Cycle:
                 select(Conversation.id).where(Conversation.bot_id == bot_id)
                 .limit(THIN_DATA_CONVERSATIONS)).all()) < THIN_DATA_CONVERSATIONS
         entries: dict[str, EntryView | None] = {}
+        answers = self._answer_matrix(bot_id=bot_id) if touched else AnswerMatrix([], None)
         for gap_id in sorted(touched):
             plan = self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
-                              critical_weekly=settings.critical_weekly_occurrences)
+                              critical_weekly=settings.critical_weekly_occurrences,
+                              answers=answers)
             with session_scope(self.engine) as session:
                 if plan is None:
                     self._close_empty_gap(session, gap_id=gap_id)
@@ -284,8 +307,17 @@ class Cycle:
         return EntryView(entry.id, entry.question, entry.answer, list(entry.variants),
                          vecs[:-1], vecs[-1])
 
+    def _answer_matrix(self, *, bot_id: str) -> AnswerMatrix:
+        """Every active entry's answer, embedded once per cycle (cached across cycles)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(KBEntry.id, KBEntry.answer).where(
+                KBEntry.bot_id == bot_id, col(KBEntry.active))).all()
+        if not rows:
+            return AnswerMatrix([], None)
+        return AnswerMatrix([r[0] for r in rows], self.embedder.embed([r[1] for r in rows]))
+
     def _plan(self, *, gap_id: str, as_of: datetime, entries: dict[str, EntryView | None],
-              thin: bool, critical_weekly: int) -> SuggestionPlan | None:
+              thin: bool, critical_weekly: int, answers: AnswerMatrix) -> SuggestionPlan | None:
         """Everything a gap's suggestion needs, computed with reads only (None: no evidence
         is left, every transcript behind the gap was corrected)."""
         with Session(self.engine) as session:
@@ -305,10 +337,14 @@ class Cycle:
             matches = rank_entries(index=self.index, bot_id=gap.bot_id, vector=centroid)
             bot_answers = Counter(r.bot_entry_id for r in rows if r.bot_entry_id)
             answered_with = bot_answers.most_common(1)[0][0] if bot_answers else None
+            # The entry whose answer the agents' replies repeat is a candidate even when the
+            # customers' wording is far from its phrasings: that is exactly a missed variant,
+            # and proposing a new entry instead would split the answer in two.
+            said = answers.closest(_vec(gap.reply_centroid)) if gap.reply_centroid else None
             candidates: list[Candidate] = []
             for entry_id in dict.fromkeys(
                     [m.entry_id for m in matches[:CANDIDATES]]
-                    + ([answered_with] if answered_with else [])):
+                    + ([answered_with] if answered_with else []) + ([said] if said else [])):
                 view = self._entry_view(session, entry_id, entries)
                 if view is not None:
                     candidates.append(Candidate(view, float(np.max(
