@@ -147,6 +147,7 @@ class Cycle:
         while True:
             # Read and embed outside any write transaction: on SQLite a write transaction
             # blocks every other writer, and embedding takes a while.
+            read_at = utcnow()
             with Session(self.engine) as session:
                 rows = list(session.exec(
                     select(Conversation.id, Conversation.started_at, Conversation.messages,
@@ -171,9 +172,11 @@ class Cycle:
                 touched |= self._withdraw(session, conversation_ids=[r[0] for r in rows])
                 touched |= self._cluster(session, bot_id=bot_id, batch=batch,
                                          threshold=settings.gap_similarity)
+                # A transcript re-sent while we worked stays unanalysed for the next pass.
                 session.execute(
                     update(Conversation)
-                    .where(col(Conversation.id).in_([r[0] for r in rows]))
+                    .where(col(Conversation.id).in_([r[0] for r in rows]),
+                           col(Conversation.received_at) <= read_at)
                     .values(analyzed_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
