@@ -50,7 +50,7 @@ class BotSettings(BaseModel):
     timezone: str = "UTC"
     # Below this confidence (0-100) `answer` tells the chatbot to hand over to a human. High
     # on purpose: a wrong answer costs more than a hand-over, which also teaches the cycle.
-    answer_threshold: StrictInt = Field(default=65, ge=0, le=100)
+    answer_threshold: StrictInt = Field(default=70, ge=0, le=100)
     # A failed question joins a gap when the mean of its question similarity and its agent
     # reply similarity to the gap reaches this (question-only items need 0.10 more).
     gap_similarity: float = Field(default=0.65, gt=0.0, lt=1.0)
