@@ -119,18 +119,12 @@ class InProcessJobs:
 
 
 def _authenticated(request: Request) -> bool:
-    from sqlmodel import Session
+    from api.deps import caller_for_key
 
-    from core.bots import authenticate
-
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return False
-    svc: Services = request.app.state.services
-    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    with Session(svc.engine) as session:
-        return authenticate(session, key=key.strip(), configured_admin=admin) is not None
+    return caller_for_key(request.app.state.services, key.strip()) is not None
 
 
 def _error(status: int, detail: Any) -> JSONResponse:

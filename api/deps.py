@@ -42,22 +42,26 @@ async def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+def caller_for_key(svc: Services, key: str) -> Caller | None:
+    """Who a presented key belongs to, or None if it is unknown or revoked."""
+    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
+    with Session(svc.engine) as session:
+        row = authenticate(session, key=key, configured_admin=admin)
+    return None if row is None else Caller(key_id=row.id, key_name=row.name, bot_id=row.bot_id)
+
+
 def caller(
     svc: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    unauthorized = HTTPException(
-        status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise unauthorized
-    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    with Session(svc.engine) as session:
-        row = authenticate(session, key=credentials.credentials, configured_admin=admin)
-    if row is None:
-        raise unauthorized
-    return Caller(key_id=row.id, key_name=row.name, bot_id=row.bot_id)
+    found = None
+    if credentials is not None and credentials.scheme.lower() == "bearer" \
+            and credentials.credentials:
+        found = caller_for_key(svc, credentials.credentials)
+    if found is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return found
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
