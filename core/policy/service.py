@@ -84,16 +84,23 @@ class Policy:
         self._after_commit()
         return created
 
+    def _write_version(self, session: Session, *, entry: KBEntry, actor: Actor, action: str,
+                       reason: str, **changes: Any) -> dict[str, Any]:
+        """A new version of `entry` with `changes`, and its one audit row."""
+        before = entry_public(entry)
+        change_entry(session, entry=entry, changed_by=actor.name, reason=reason, **changes)
+        after = entry_public(entry)
+        audit(session, bot_id=entry.bot_id, actor=actor, action=action, entry_id=entry.id,
+              before=before, after=after)
+        return after
+
     def update_entry(self, cmd: UpdateEntry) -> dict[str, Any]:
         with session_scope(self.engine) as session:
             entry = get_entry(session, bot_id=cmd.bot_id, entry_id=cmd.entry_id)
-            before = entry_public(entry)
-            change_entry(session, entry=entry, changed_by=cmd.actor.name,
-                         reason=cmd.reason or "edited", question=cmd.question,
-                         answer=cmd.answer, variants=cmd.variants, category=cmd.category)
-            after = entry_public(entry)
-            audit(session, bot_id=cmd.bot_id, actor=cmd.actor, action="entry.updated",
-                  entry_id=entry.id, before=before, after=after)
+            after = self._write_version(
+                session, entry=entry, actor=cmd.actor, action="entry.updated",
+                reason=cmd.reason or "edited", question=cmd.question, answer=cmd.answer,
+                variants=cmd.variants, category=cmd.category)
         self._after_commit()
         return after
 
@@ -104,29 +111,23 @@ class Policy:
                            if v.version == cmd.version), None)
             if target is None:
                 raise NotFound(f"entry {entry.id!r} has no version {cmd.version}")
-            before = entry_public(entry)
-            change_entry(session, entry=entry, changed_by=cmd.actor.name,
-                         reason=f"reverted to version {cmd.version}", question=target.question,
-                         answer=target.answer, variants=list(target.variants),
-                         category=target.category or "", active=target.active)
-            after = entry_public(entry)
-            audit(session, bot_id=cmd.bot_id, actor=cmd.actor, action="entry.reverted",
-                  entry_id=entry.id, before=before, after=after)
+            after = self._write_version(
+                session, entry=entry, actor=cmd.actor, action="entry.reverted",
+                reason=f"reverted to version {cmd.version}", question=target.question,
+                answer=target.answer, variants=list(target.variants),
+                category=target.category or "", active=target.active)
         self._after_commit()
         return after
 
     def set_entry_active(self, cmd: SetEntryActive) -> dict[str, Any]:
         with session_scope(self.engine) as session:
             entry = get_entry(session, bot_id=cmd.bot_id, entry_id=cmd.entry_id)
-            before = entry_public(entry)
-            if entry.active != cmd.active:
-                change_entry(session, entry=entry, changed_by=cmd.actor.name,
-                             reason="reactivated" if cmd.active else "deactivated",
-                             active=cmd.active)
-                audit(session, bot_id=cmd.bot_id, actor=cmd.actor,
-                      action="entry.reactivated" if cmd.active else "entry.deactivated",
-                      entry_id=entry.id, before=before, after=entry_public(entry))
             after = entry_public(entry)
+            if entry.active != cmd.active:
+                after = self._write_version(
+                    session, entry=entry, actor=cmd.actor,
+                    action="entry.reactivated" if cmd.active else "entry.deactivated",
+                    reason="reactivated" if cmd.active else "deactivated", active=cmd.active)
         self._after_commit()
         return after
 
