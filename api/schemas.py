@@ -58,27 +58,26 @@ class EntryUpdate(Strict):
     reason: Annotated[str | None, Field(max_length=500)] = None
 
 
-class EntryOut(BaseModel):
-    id: str
+class EntryState(BaseModel):
+    """What an entry says at one version."""
+
     version: int
     question: str
     answer: str
     variants: list[str]
     category: str | None
     active: bool
+
+
+class EntryOut(EntryState):
+    id: str
 
 
 class EntryList(BaseModel):
     items: list[EntryOut]
 
 
-class VersionOut(BaseModel):
-    version: int
-    question: str
-    answer: str
-    variants: list[str]
-    category: str | None
-    active: bool
+class VersionOut(EntryState):
     changed_by: str
     changed_at: datetime
     reason: str | None
