@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.replay import FALLBACK  # the simulated bot's hand-over line
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -18,24 +20,21 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_CHROMA_URL = os.environ.get("TEST_CHROMA_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
-FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
-
-
-def escalated_conversation(cid: str, question: str, agent_reply: str, at: datetime,
+def escalated_conversation(cid: str, question: str, agent_reply: str | None, at: datetime,
                            ) -> dict[str, Any]:
-    """Customer asks, the bot falls back, a human agent answers, the customer thanks them."""
-    t = at
-    return {
-        "id": cid,
-        "started_at": t.isoformat(),
-        "messages": [
-            {"role": "customer", "text": question, "at": t.isoformat()},
-            {"role": "bot", "text": FALLBACK, "at": (t + timedelta(seconds=2)).isoformat()},
-            {"role": "agent", "text": agent_reply, "at": (t + timedelta(minutes=3)).isoformat()},
+    """Customer asks, the bot falls back, a human agent answers (if given), customer thanks."""
+    messages = [
+        {"role": "customer", "text": question, "at": at.isoformat()},
+        {"role": "bot", "text": FALLBACK, "at": (at + timedelta(seconds=2)).isoformat()},
+    ]
+    if agent_reply is not None:
+        messages += [
+            {"role": "agent", "text": agent_reply,
+             "at": (at + timedelta(minutes=3)).isoformat()},
             {"role": "customer", "text": "great, thanks!",
-             "at": (t + timedelta(minutes=4)).isoformat()},
-        ],
-    }
+             "at": (at + timedelta(minutes=4)).isoformat()},
+        ]
+    return {"id": cid, "started_at": at.isoformat(), "messages": messages}
 
 
 CHARGER_QUESTIONS = [

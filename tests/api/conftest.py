@@ -22,8 +22,8 @@ from core.db import migrate
 from core.embeddings import Embedder
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
+from tests.helpers import FALLBACK, escalated_conversation
 
-FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
 # A fixed Monday morning (UTC); conversations are laid out from here.
 BASE = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -174,21 +174,7 @@ class Api:
 
     # -- transcript builders -----------------------------------------------------------------
 
-    @staticmethod
-    def escalated(cid: str, question: str, agent_reply: str | None, at: datetime,
-                  ) -> dict[str, Any]:
-        """Customer asks, the bot falls back, a human agent answers (if given), thanks."""
-        messages = [
-            {"role": "customer", "text": question, "at": iso(at)},
-            {"role": "bot", "text": FALLBACK, "at": iso(at + timedelta(seconds=2))},
-        ]
-        if agent_reply is not None:
-            messages += [
-                {"role": "agent", "text": agent_reply, "at": iso(at + timedelta(minutes=3))},
-                {"role": "customer", "text": "great, thanks!",
-                 "at": iso(at + timedelta(minutes=4))},
-            ]
-        return {"id": cid, "started_at": iso(at), "messages": messages}
+    escalated = staticmethod(escalated_conversation)
 
     @staticmethod
     def answered(cid: str, question: str, answer: str, entry_id: str, at: datetime,
