@@ -1,8 +1,8 @@
 """Stage 2 of the cycle: group failed questions into gaps by embedding similarity.
 
 Incremental: new questions are assigned to the nearest existing open gap (by centroid) when
-they are close enough, otherwise they seed new gaps; the cost is O(new × gaps), never a pass
-over all history.
+they are close enough, otherwise they seed new gaps; the cost is O(new × gaps) multiply-adds,
+vectorised over the gaps, never a pass over all history.
 """
 
 from __future__ import annotations
@@ -59,26 +59,74 @@ def similarity(gap: GapState, vector: np.ndarray, reply: np.ndarray | None) -> f
     return q - QUESTION_ONLY_MARGIN
 
 
+class _Centroids:
+    """Every gap's centroids as rows of two matrices, so one item is scored against all gaps
+    with two matrix-vector products instead of a Python loop over the gaps."""
+
+    def __init__(self, gaps: list[GapState], dim: int) -> None:
+        cap = max(16, 2 * len(gaps))
+        self.q = np.zeros((cap, dim), dtype=np.float32)
+        self.r = np.zeros((cap, dim), dtype=np.float32)
+        self.has_reply = np.zeros(cap, dtype=bool)
+        self.n = 0
+        for g in gaps:
+            self.append(g)
+
+    def append(self, gap: GapState) -> int:
+        if self.n == len(self.q):
+            self.q = np.concatenate([self.q, np.zeros_like(self.q)])
+            self.r = np.concatenate([self.r, np.zeros_like(self.r)])
+            self.has_reply = np.concatenate([self.has_reply, np.zeros_like(self.has_reply)])
+        self.set(self.n, gap)
+        self.n += 1
+        return self.n - 1
+
+    def set(self, j: int, gap: GapState) -> None:
+        self.q[j] = gap.centroid
+        if gap.reply_centroid is not None:
+            self.r[j] = gap.reply_centroid
+            self.has_reply[j] = True
+
+    def scores(self, vector: np.ndarray, reply: np.ndarray | None) -> np.ndarray:
+        """`similarity` of the item to every gap at once."""
+        q = self.q[:self.n] @ vector
+        if reply is None:
+            return q - QUESTION_ONLY_MARGIN
+        r = self.r[:self.n] @ reply
+        return np.where(self.has_reply[:self.n], 0.5 * q + 0.5 * r, q - QUESTION_ONLY_MARGIN)
+
+
 def assign(vectors: np.ndarray, gaps: list[GapState], *, threshold: float,
            replies: list[np.ndarray | None] | None = None) -> list[GapState]:
     """Assign each row of `vectors` (unit-norm questions, with the agent's reply vector where
     there is one) to the most similar gap, or seed a new gap when none reaches `threshold`.
-    Returns the gaps that changed or are new. Cost: O(items × gaps)."""
+    Items are taken in order and a gap's centroid moves as items join it, so the result is
+    the same as scoring every item against every gap one by one (on a tie the later gap
+    wins); the scoring itself is vectorised. Returns the gaps that changed or are new.
+    Cost: O(items × gaps) multiply-adds, in numpy."""
     replies = replies if replies is not None else [None] * len(vectors)
     touched: dict[int, GapState] = {}
     all_gaps = list(gaps)
+    if len(vectors) == 0:
+        return []
+    mats = _Centroids(all_gaps, vectors.shape[1])
     for i, v in enumerate(vectors):
         r = replies[i]
-        best, best_sim = -1, threshold
-        for j, g in enumerate(all_gaps):
-            sim = similarity(g, v, r)
-            if sim >= best_sim:
-                best, best_sim = j, sim
+        best = -1
+        if mats.n:
+            sims = mats.scores(v, r)
+            # The last of equal maxima, as the one-by-one loop with `>=` picked.
+            last = mats.n - 1 - int(np.argmax(sims[::-1]))
+            if float(sims[last]) >= threshold:
+                best = last
         if best < 0:
             all_gaps.append(GapState(id=None, centroid=np.zeros_like(v), size=0))
-            best = len(all_gaps) - 1
-        all_gaps[best].add(i, v, r)
-        touched[best] = all_gaps[best]
+            best = mats.append(all_gaps[-1])
+        gap = all_gaps[best]
+        gap.add(i, v, r)
+        if not gap.frozen:
+            mats.set(best, gap)
+        touched[best] = gap
     return list(touched.values())
 
 
@@ -86,8 +134,9 @@ def medoid(vectors: np.ndarray) -> int:
     """Index of the row most similar to all the others: the group's most typical item."""
     if len(vectors) == 1:
         return 0
-    sims = vectors @ vectors.T
-    return int(np.argmax(sims.sum(axis=1)))
+    # Σ_j v_i·v_j = v_i·(Σ_j v_j): the row sums of the similarity matrix in O(n·d), without
+    # building the n×n matrix (a popular gap holds thousands of questions).
+    return int(np.argmax(vectors @ vectors.sum(axis=0)))
 
 
 def diverse(texts: list[str], vectors: np.ndarray, *, limit: int,
