@@ -54,7 +54,11 @@ class BotSettings(BaseModel):
     # A failed question joins a gap when the mean of its question similarity and its agent
     # reply similarity to the gap reaches this (question-only items need 0.10 more).
     gap_similarity: float = Field(default=0.65, gt=0.0, lt=1.0)
-    critical_weekly_occurrences: StrictInt = Field(default=5, ge=1)
+    # Priorities (docs/signals.md): a new question is critical from this many conversations
+    # in 7 days; an existing answer is medium (else low) when it is incomplete or satisfies
+    # fewer than `medium_satisfaction` % of the customers it was given to in 30 days.
+    critical_weekly_occurrences: StrictInt = Field(default=5, ge=1, le=100_000)
+    medium_satisfaction: StrictInt = Field(default=60, ge=0, le=100)
 
     @field_validator("excluded_categories")
     @classmethod

@@ -15,11 +15,11 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from core.answering import rank_entries
-from core.bots import bot_settings
+from core.bots import BotSettings, bot_settings
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.index import PhrasingIndex, entry_phrasings
-from core.metrics import THIN_DATA_CONVERSATIONS
+from core.metrics import THIN_DATA_CONVERSATIONS, SatisfactionBook
 from core.models import (
     Bot,
     Conversation,
@@ -32,7 +32,7 @@ from core.models import (
     utcnow,
 )
 from core.pipeline.gaps import GapState, assign
-from core.pipeline.priorities import GapFacts, prioritise
+from core.pipeline.priorities import GapFacts, adds_information, prioritise
 from core.pipeline.proposals import (
     SAME_ANSWER,
     Candidate,
@@ -187,9 +187,10 @@ class Cycle:
                 .limit(THIN_DATA_CONVERSATIONS)).all()) < THIN_DATA_CONVERSATIONS
         entries: dict[str, EntryView | None] = {}
         answers = self._answer_matrix(bot_id=bot_id) if touched else AnswerMatrix([], None)
+        satisfaction = SatisfactionBook(self.engine, bot_id=bot_id, as_of=as_of)
         for gap_id in sorted(touched):
             plan = self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
-                              critical_weekly=settings.critical_weekly_occurrences,
+                              settings=settings, satisfaction=satisfaction,
                               answers=answers)
             with session_scope(self.engine) as session:
                 if plan is None:
@@ -320,7 +321,8 @@ class Cycle:
         return AnswerMatrix([r[0] for r in rows], self.embedder.embed([r[1] for r in rows]))
 
     def _plan(self, *, gap_id: str, as_of: datetime, entries: dict[str, EntryView | None],
-              thin: bool, critical_weekly: int, answers: AnswerMatrix) -> SuggestionPlan | None:
+              thin: bool, settings: BotSettings, satisfaction: SatisfactionBook,
+              answers: AnswerMatrix) -> SuggestionPlan | None:
         """Everything a gap's suggestion needs, computed with reads only (None: no evidence
         is left, every transcript behind the gap was corrected)."""
         with Session(self.engine) as session:
@@ -359,13 +361,23 @@ class Cycle:
         recent = [r for r in rows if week_ago < as_utc(r.at) <= as_of]
         previous = [r for r in rows if week_ago - timedelta(days=7) < as_utc(r.at) <= week_ago]
         kinds = Counter(r.signal for r in rows)
+        # An existing answer's priority: how it fares with everyone it was given to lately,
+        # and whether the agents in this gap had to add to it after the bot gave it.
+        rated = satisfaction.of(entry.id) if kind == "improve_answer" and entry else None
+        given = {r.conversation_id for r in rows if entry and r.bot_entry_id == entry.id}
+        added = {r.conversation_id for r in rows if entry and r.conversation_id in given
+                 and r.agent_reply and adds_information(r.agent_reply, entry.answer)}
         facts = GapFacts(kind=kind, occurrences_7d=len({r.conversation_id for r in recent}),
                          occurrences_total=len({r.conversation_id for r in rows}),
                          unanswered=kinds["unanswered"],
                          negative_feedback=kinds["negative_feedback"],
                          abandoned=kinds["abandoned"],
-                         previous_7d=len({r.conversation_id for r in previous}))
-        priority = prioritise(facts, critical_weekly=critical_weekly)
+                         previous_7d=len({r.conversation_id for r in previous}),
+                         answered_30d=rated.answered if rated else 0,
+                         satisfied_30d=rated.satisfied if rated else 0,
+                         answered_in_gap=len(given), agent_additions=len(added))
+        priority = prioritise(facts, critical_weekly=settings.critical_weekly_occurrences,
+                              medium_satisfaction=settings.medium_satisfaction)
         warning = proposal.warning
         if thin:
             note = (f"Thin data: fewer than {THIN_DATA_CONVERSATIONS} conversations so far, "
@@ -380,6 +392,12 @@ class Cycle:
             "reason": priority.reason,
             "agent_replies": sum(1 for r in rows if r.agent_reply),
             "thin_data": thin,
+            # improve_answer only: the entry's satisfaction (null without data) and how often
+            # agents added to its answer in this gap.
+            "satisfaction": {"percent": facts.satisfied_30d * 100 // facts.answered_30d,
+                             "answered_30d": facts.answered_30d}
+            if facts.answered_30d and kind == "improve_answer" else None,
+            "incomplete": facts.incomplete if kind == "improve_answer" else None,
         }
         fields: dict[str, Any] = {
             "kind": kind, "priority": priority.level, "score": priority.score,

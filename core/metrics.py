@@ -11,10 +11,15 @@ Definitions (docs/metrics.md): over the conversations that started in a bucket,
 - csat: mean of the CSAT scores given (null when none);
 - avg_resolution_seconds: mean first-to-last message time of conversations resolved by the
   bot or by an agent (null when none).
+
+An entry's satisfaction (what improve_answer priorities use): among the conversations that
+started in the 30 days up to the cycle's as_of in which the bot answered with the entry, the
+share that were satisfied (`answer_satisfied`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -25,6 +30,7 @@ from sqlmodel import Session, col, select
 from core.models import Conversation, Suggestion, as_utc
 
 THIN_DATA_CONVERSATIONS = 200
+SATISFACTION_DAYS = 30
 
 
 class Bucket(StrEnum):
@@ -97,3 +103,69 @@ def compute_metrics(engine: Engine, *, bot_id: str, bucket: Bucket,
             if b["seconds"] else None,
         })
     return out
+
+
+@dataclass(frozen=True)
+class Satisfaction:
+    answered: int  # conversations in the window where the bot answered with the entry
+    satisfied: int
+
+    @property
+    def share(self) -> float | None:
+        return self.satisfied / self.answered if self.answered else None
+
+
+def answer_satisfied(*, entry_id: str, messages: list[dict[str, Any]],
+                     feedback: list[dict[str, Any]], resolved_automatically: bool) -> bool:
+    """Was the customer satisfied with the bot's answers from `entry_id` in this conversation?
+
+    The explicit thumb on those answers wins (down: no, up: yes); otherwise the conversation
+    must have ended resolved by the bot alone (no handover, no negative feedback, not
+    abandoned; a CSAT of 4-5 already keeps a silent ending from counting as abandoned). A
+    good CSAT after a handover rates the agent, not the entry, so it does not count.
+    """
+    ratings = {str(f["rating"]) for f in feedback
+               if 0 <= int(f["message_index"]) < len(messages)
+               and messages[int(f["message_index"])].get("entry_id") == entry_id}
+    if "down" in ratings:
+        return False
+    return "up" in ratings or resolved_automatically
+
+
+def entry_satisfaction(engine: Engine, *, bot_id: str, as_of: datetime,
+                       days: int = SATISFACTION_DAYS) -> dict[str, Satisfaction]:
+    """Satisfaction of every entry the bot answered with in the `days` up to `as_of`, in one
+    read of that window's transcripts (the entry ids live in the messages)."""
+    since = as_of - timedelta(days=days)
+    answered: dict[str, int] = {}
+    satisfied: dict[str, int] = {}
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Conversation.messages, Conversation.feedback,
+                   Conversation.resolved_automatically)
+            .where(Conversation.bot_id == bot_id, col(Conversation.started_at) > since,
+                   col(Conversation.started_at) <= as_of))
+        for messages, feedback, resolved in rows:
+            entries = {m["entry_id"] for m in messages
+                       if m.get("entry_id") and m.get("role") == "bot"}
+            for entry_id in entries:
+                answered[entry_id] = answered.get(entry_id, 0) + 1
+                if answer_satisfied(entry_id=entry_id, messages=messages, feedback=feedback,
+                                    resolved_automatically=bool(resolved)):
+                    satisfied[entry_id] = satisfied.get(entry_id, 0) + 1
+    return {e: Satisfaction(n, satisfied.get(e, 0)) for e, n in answered.items()}
+
+
+class SatisfactionBook:
+    """Entry satisfaction for one cycle, read on first use: most cycles touch no gap about an
+    existing answer and never pay for the read."""
+
+    def __init__(self, engine: Engine, *, bot_id: str, as_of: datetime) -> None:
+        self._engine, self._bot_id, self._as_of = engine, bot_id, as_of
+        self._book: dict[str, Satisfaction] | None = None
+
+    def of(self, entry_id: str) -> Satisfaction:
+        if self._book is None:
+            self._book = entry_satisfaction(self._engine, bot_id=self._bot_id,
+                                            as_of=self._as_of)
+        return self._book.get(entry_id, Satisfaction(0, 0))

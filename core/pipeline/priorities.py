@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.pipeline.signals import content_words
+
 PRIORITY_ORDER = {"critical": 0, "medium": 1, "low": 2}
+# An agent's reply after the bot's answer "adds information" when it brings at least this
+# many content words the answer lacks, and they are at least this share of the reply's
+# content words (a greeting, the customer's name and a sign-off stay below both).
+ADDED_WORDS = 5
+ADDED_SHARE = 0.4
+# Agents' small talk that is not information about the question.
+CHATTER = frozenset(content_words(
+    "sorry thanks thank you for waiting wait team here happy glad help welcome anything else "
+    "great day hope apologies inconvenience support today there let me check sure"))
 
 
 @dataclass(frozen=True)
@@ -16,6 +27,27 @@ class GapFacts:
     negative_feedback: int
     abandoned: int
     previous_7d: int = 0  # occurrences in the 7 days before, to tell a rising gap
+    # improve_answer: the entry's satisfaction over the last 30 days (core.metrics): the
+    # conversations where the bot answered with it, and how many of them were satisfied.
+    answered_30d: int = 0
+    satisfied_30d: int = 0
+    # improve_answer: the gap's conversations where the bot answered with the entry, and
+    # those where an agent then added information the answer lacks (`adds_information`).
+    answered_in_gap: int = 0
+    agent_additions: int = 0
+
+    @property
+    def incomplete(self) -> bool:
+        """Agents had to add to the answer in at least a third of the gap's conversations
+        where the bot gave it (and at least once)."""
+        return self.agent_additions >= 1 and 3 * self.agent_additions >= self.answered_in_gap
+
+    def satisfaction_below(self, percent: int) -> bool | None:
+        """Whether satisfaction is under `percent` %; None when the entry has no answered
+        conversation in the window (exact integer comparison: 59.9 % is below 60 %)."""
+        if self.answered_30d == 0:
+            return None
+        return self.satisfied_30d * 100 < percent * self.answered_30d
 
 
 @dataclass(frozen=True)
@@ -25,14 +57,26 @@ class Priority:
     reason: str
 
 
-def prioritise(facts: GapFacts, *, critical_weekly: int = 5) -> Priority:
+def adds_information(agent_reply: str, answer: str) -> bool:
+    """True when an agent's reply after the bot's answer says something the answer does not:
+    ADDED_WORDS or more new content words, ADDED_SHARE or more of the reply's."""
+    reply = content_words(agent_reply) - CHATTER
+    new = reply - content_words(answer)
+    return len(new) >= ADDED_WORDS and len(new) >= ADDED_SHARE * len(reply)
+
+
+def prioritise(facts: GapFacts, *, critical_weekly: int = 5,
+               medium_satisfaction: int = 60) -> Priority:
     """Critical: ≥ `critical_weekly` occurrences in 7 days with no answer; medium: an existing
-    answer that fails (or a new question below the critical rate); low: unrecognised variations.
+    answer that is incomplete or satisfies fewer than `medium_satisfaction` % of customers (or
+    whose satisfaction is unknown), or a new question below the critical rate; low: an
+    existing answer that works, and unrecognised variations of an entry.
     """
+    below = facts.satisfaction_below(medium_satisfaction)
     if facts.kind == "new_answer":
         level = "critical" if facts.occurrences_7d >= critical_weekly else "medium"
     elif facts.kind == "improve_answer":
-        level = "medium"
+        level = "medium" if facts.incomplete or below is not False else "low"
     else:
         level = "low"
     rising = facts.occurrences_7d > facts.previous_7d * 1.5 and facts.occurrences_7d >= 3
@@ -48,6 +92,12 @@ def prioritise(facts: GapFacts, *, critical_weekly: int = 5) -> Priority:
         parts.append(f"{facts.negative_feedback} negative feedback")
     if facts.abandoned:
         parts.append(f"{facts.abandoned} abandoned")
+    if facts.kind == "improve_answer" and below is not None:
+        parts.append(f"satisfaction {facts.satisfied_30d * 100 // facts.answered_30d} % "
+                     f"({facts.answered_30d} answers in 30 days)")
+    if facts.kind == "improve_answer" and facts.incomplete:
+        parts.append(f"agents added to the answer {facts.agent_additions} "
+                     f"time{'s' if facts.agent_additions != 1 else ''}")
     if rising:
         parts.append("rising")
     return Priority(level, round(score, 2), ", ".join(parts))
