@@ -4,10 +4,10 @@ Definitions (docs/metrics.md): over the conversations that started in a bucket,
 - automatic_resolution_rate: share the bot resolved alone (it answered; no handover, no
   negative feedback, not abandoned);
 - escalation_rate: share handed over to a human agent;
-- negative_feedback_rate: share with a thumbs-down, CSAT 1-2, a complaint or a request for a
-  human after a bot answer;
+- negative_feedback_rate: share with a thumbs-down, CSAT 1-2, or a complaint, a request for
+  a human or a rephrase of the question right after a bot answer;
 - abandonment_rate: share where the customer left right after a bot answer without
-  resolution;
+  resolution (no handover, no negative and no positive feedback);
 - csat: mean of the CSAT scores given (null when none);
 - avg_resolution_seconds: mean first-to-last message time of conversations resolved by the
   bot or by an agent (null when none).

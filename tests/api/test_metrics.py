@@ -174,3 +174,37 @@ def test_metrics_mark_thin_data_and_the_activation_of_auto_training(api, bot):
     after = api.client.get(f"/api/v1/bots/{bot.slug}/metrics", headers=bot.headers).json()
     approved = api.suggestions(bot.slug, "approved")[0]
     assert after["activated_at"] == approved["decided_at"]
+
+
+def test_rephrases_greetings_and_closing_lines_count_as_documented(api, bot):
+    """Four conversations on one day, each rate computed by hand from docs/metrics.md."""
+    wed = MON + timedelta(days=2)
+    w1, w2, w3, w4 = (wed + timedelta(hours=h) for h in range(4))
+    convs = [
+        {   # the customer rephrases after the answer: negative feedback, not resolved
+            "id": "rephrased", "started_at": w1.isoformat(),
+            "messages": [msg("customer", CANCEL_Q, w1),
+                         msg("bot", SHIP_A, s(w1, 2), "e-ship"),
+                         msg("customer", "I mean how do I cancel the order I just placed?",
+                             s(w1, 30)),
+                         msg("bot", CANCEL_A, s(w1, 32), "e-cancel"),
+                         msg("customer", "thanks", s(w1, 60))]},
+        {   # only a greeting, then nothing: no answer, so neither resolved nor abandoned
+            "id": "greeting", "started_at": w2.isoformat(),
+            "messages": [msg("customer", "hi", w2),
+                         msg("bot", "Hi! What can I help you with today?", s(w2, 1))]},
+        {   # answer, a closing line, and the customer left: abandoned
+            "id": "closing-line", "started_at": w3.isoformat(),
+            "messages": [msg("customer", SHIP_Q, w3), msg("bot", SHIP_A, s(w3, 2), "e-ship"),
+                         msg("bot", "Anything else I can help with?", s(w3, 3))]},
+        {   # resolved by the bot in 40 s
+            "id": "thanked", "started_at": w4.isoformat(),
+            "messages": [msg("customer", SHIP_Q, w4), msg("bot", SHIP_A, s(w4, 2), "e-ship"),
+                         msg("customer", "great, thanks!", s(w4, 40))]},
+    ]
+    assert api.ingest(bot.slug, convs) == {"accepted": 4, "updated": 0}
+    [day] = api.metrics(bot.slug, "day")
+    assert datetime.fromisoformat(day["start"]) == datetime(2026, 11, 4, tzinfo=UTC)
+    assert day == {**day, "conversations": 4, "automatic_resolution_rate": 0.25,
+                   "escalation_rate": 0.0, "negative_feedback_rate": 0.25,
+                   "abandonment_rate": 0.25, "csat": None, "avg_resolution_seconds": 40.0}
