@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.pipeline.gaps import diverse, medoid
+from core.pipeline.gaps import medoid
 
 LOW_CONFIDENCE = 60
 NO_EVIDENCE_ANSWER = (
@@ -50,62 +50,87 @@ class Candidate:
 
     entry: EntryView
     similarity: float
+    # Share of the customers this entry's answer satisfied lately (None: not enough data).
+    satisfaction: float | None = None
 
 
-# Agents' replies this close to an entry's answer say "that entry was the answer".
+# Agents' replies this close to an entry's answer may say "that entry was the answer"...
 SAME_ANSWER = 0.6
 SAME_ANSWER_ALONE = 0.8
+# ...but only if they are about as close to it as to one another: agents who agree with each
+# other far more than with the entry are giving another answer, however much wording the two
+# share. A lone reply has no peers to compare with; assume paraphrasing agents' agreement.
+COHERENCE_MARGIN = 0.1
+LONE_REPLY_COHERENCE = 0.85
 NEAR_QUESTIONS = 0.5
 NEAR_QUESTIONS_WITHOUT_REPLIES = 0.7
+# An entry that satisfies fewer customers than this has an answer worth rewriting; above it,
+# unhappy customers who got a different answer from the agents asked something else.
+POOR_SATISFACTION = 0.6
+
+
+def reply_coherence(replies: np.ndarray) -> float:
+    """How much the agents' replies agree with one another (mean cosine to their centroid)."""
+    if len(replies) < 2:
+        return LONE_REPLY_COHERENCE
+    centroid = replies.mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    return float(np.mean(replies @ (centroid / norm))) if norm > 0 else 0.0
 
 
 def classify(evidence: list[Evidence], candidates: list[Candidate], *,
              bot_answered_with: str | None) -> tuple[str, EntryView | None]:
     """new_answer, improve_answer or add_variants, and the entry it concerns.
 
-    - the agents answered with what an entry says (reply ↔ answer cosine ≥ 0.8, or ≥ 0.6 with
-      the questions near that entry's phrasings, cosine ≥ 0.5) → the bot did not recognise a
-      known question: add variants to that entry;
-    - the bot answered with an entry and the customers were unhappy → improve that answer;
+    - the agents answered with what an entry says — their replies are as close to its answer
+      as to one another (within 0.1), and reply ↔ answer cosine ≥ 0.8, or ≥ 0.6 with the
+      questions near that entry's phrasings (cosine ≥ 0.5) → the bot did not recognise a
+      known question: add variants to that entry (or improve it, if the bot already gave it);
+    - the bot answered with an entry, customers were unhappy, and either no agent replied or
+      the entry satisfies under 60% of the customers it answers → improve that answer;
     - no agent reply, but the questions sit very near an entry (cosine ≥ 0.7) → add variants;
-    - otherwise → a new topic.
+    - otherwise → a new topic (including unhappy customers who got an entry that satisfies
+      most others while the agents answered them differently: they asked something else).
     """
     replies = [e.reply_vector for e in evidence if e.reply_vector is not None]
     if replies and candidates:
         rmat = np.stack(replies)
+        floor = reply_coherence(rmat) - COHERENCE_MARGIN
         scored = [(float(np.mean(rmat @ c.entry.answer_vector)), c) for c in candidates]
         agree, best = max(scored, key=lambda t: t[0])
-        if agree >= SAME_ANSWER_ALONE or (agree >= SAME_ANSWER
-                                          and best.similarity >= NEAR_QUESTIONS):
+        if agree >= floor and (agree >= SAME_ANSWER_ALONE or (
+                agree >= SAME_ANSWER and best.similarity >= NEAR_QUESTIONS)):
             if best.entry.id == bot_answered_with:
                 # The bot already said what the agents said: its answer needs work, not
                 # more triggers.
                 return "improve_answer", best.entry
             return "add_variants", best.entry
-    answered = next((c.entry for c in candidates if c.entry.id == bot_answered_with), None)
-    if answered is not None:
-        return "improve_answer", answered
+    answered = next((c for c in candidates if c.entry.id == bot_answered_with), None)
+    if answered is not None and (not replies or (
+            answered.satisfaction is not None and answered.satisfaction < POOR_SATISFACTION)):
+        return "improve_answer", answered.entry
     if not replies and candidates and candidates[0].similarity >= NEAR_QUESTIONS_WITHOUT_REPLIES:
         return "add_variants", candidates[0].entry
     return "new_answer", None
 
 
 def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
-            max_variants: int = 8) -> Proposal:
-    """The most representative agent reply as the answer; the customers' phrasings as triggers."""
+            max_variants: int = 8, refused_answers: list[str] | None = None) -> Proposal:
+    """The most representative agent reply as the answer; the customers' phrasings as triggers.
+
+    `refused_answers` are answers the reviewers rejected for this gap before: a reply that
+    repeats one of them is not proposed again.
+    """
     qvecs = np.stack([e.question_vector for e in evidence])
     center = medoid(qvecs)
-    question = evidence[center].question
-    exclude = list(entry.phrasing_vectors) if entry is not None else []
-    variants = [v for v in diverse([e.question for e in evidence], qvecs, limit=max_variants,
-                                   exclude=exclude)
-                if kind == "add_variants" or v != question]
-
-    with_reply = [e for e in evidence if e.agent_reply and e.reply_vector is not None]
+    refused = {_norm(a) for a in refused_answers or []}
+    with_reply = [e for e in evidence if e.agent_reply and e.reply_vector is not None
+                  and _norm(e.agent_reply) not in refused]
     warning: str | None = None
+    answer_vector: np.ndarray | None = None
     if kind == "add_variants" and entry is not None:
         answer = entry.answer
-        question = entry.question
+        answer_vector = entry.answer_vector
         sims = qvecs @ entry.phrasing_vectors.T
         closeness = float(np.mean(sims.max(axis=1)))
         agreement = (float(np.mean([e.reply_vector @ entry.answer_vector for e in with_reply]))
@@ -115,6 +140,7 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
         rvecs = np.stack([e.reply_vector for e in with_reply])  # type: ignore[misc]
         pick = medoid(rvecs)
         answer = with_reply[pick].agent_reply or ""
+        answer_vector = rvecs[pick]
         agreement = float(np.mean(rvecs @ rvecs[pick])) if len(with_reply) > 1 else 0.6
         purity = float(np.mean(qvecs @ qvecs[center]))
         confidence = _score(agreement, len(with_reply), extra=purity)
@@ -123,10 +149,95 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
             else NO_EVIDENCE_ANSWER
         confidence = 15
         warning = "No agent reply to learn from: write or check the answer before approving."
+
+    # Triggers come only from questions this answer answers: one whose agent said something
+    # else belongs elsewhere, however close its wording.
+    members = answered_by(evidence, qvecs, answer_vector)
+    mvecs = qvecs[members]
+    question = evidence[members[medoid(mvecs)]].question
+    if kind != "new_answer" and entry is not None:
+        question = entry.question if kind == "add_variants" else question
+        known = entry.phrasing_vectors
+    else:
+        known = qvecs[[members[medoid(mvecs)]]]
+    variants = covering([evidence[i].question for i in members], mvecs, known=known,
+                        limit=max_variants)
+    if kind != "add_variants":
+        variants = [v for v in variants if v != question]
     if warning is None and confidence < LOW_CONFIDENCE:
         warning = f"Low confidence ({confidence}/100): check the answer before approving."
     return Proposal(kind, question, answer, variants, confidence, warning,
                     entry.id if entry is not None and kind != "new_answer" else None)
+
+
+def answered_by(evidence: list[Evidence], qvecs: np.ndarray,
+                answer_vector: np.ndarray | None) -> list[int]:
+    """Indexes of the evidence this answer fits: questions whose agent reply agrees with it
+    (cosine ≥ 0.6, and within 0.1 of how well the replies agree with it typically), and
+    questions without a reply that sit near those (cosine ≥ 0.5 to their centroid)."""
+    everything = list(range(len(evidence)))
+    if answer_vector is None:
+        return everything
+    with_reply = [i for i, e in enumerate(evidence) if e.reply_vector is not None]
+    if not with_reply:
+        return everything
+    agree = {i: float(evidence[i].reply_vector @ answer_vector)  # type: ignore[operator]
+             for i in with_reply}
+    floor = max(SAME_ANSWER, float(np.median(list(agree.values()))) - COHERENCE_MARGIN)
+    fits = [i for i in with_reply if agree[i] >= floor]
+    if not fits:
+        return everything
+    centre = qvecs[fits].mean(axis=0)
+    centre = centre / (float(np.linalg.norm(centre)) or 1.0)
+    fits_set = set(fits)
+    return [i for i in everything if i in fits_set or (
+        evidence[i].reply_vector is None and float(qvecs[i] @ centre) >= NEAR_QUESTIONS)]
+
+
+# A question this close to a phrasing is answered by it (the answer vote gives an entry most
+# of its weight from neighbours above ≈0.75).
+COVERED = 0.78
+NEAR_DUPLICATE = 0.95
+
+
+def covering(texts: list[str], vectors: np.ndarray, *, known: np.ndarray,
+             limit: int) -> list[str]:
+    """Up to `limit` of the customers' phrasings, chosen so the bot would recognise as many of
+    the gap's questions as possible: each pick is the one that brings the most still
+    unrecognised questions within reach (cosine ≥ 0.78 of a phrasing), the most typical
+    first on ties. Exact and near-duplicates (≥ 0.95) of a phrasing already there are never
+    proposed; once every question is within reach, the most typical remaining ones fill up.
+    """
+    if not texts:
+        return []
+    keys = [" ".join(t.lower().split()) for t in texts]
+    sims = vectors @ vectors.T
+    typical = sims.mean(axis=1)
+    reach = (vectors @ known.T).max(axis=1) if len(known) else np.full(len(texts), -1.0)
+    covered = reach >= COVERED
+    blocked = reach >= NEAR_DUPLICATE
+    kept: list[int] = []
+    seen: set[str] = set()
+    while len(kept) < limit:
+        best, best_key = -1, (-1, -1.0)
+        for i in range(len(texts)):
+            if blocked[i] or keys[i] in seen:
+                continue
+            gain = int(np.sum(~covered & (sims[i] >= COVERED)))
+            key = (gain, float(typical[i]))
+            if key > best_key:
+                best, best_key = i, key
+        if best < 0:
+            break
+        kept.append(best)
+        seen.add(keys[best])
+        covered |= sims[best] >= COVERED
+        blocked |= sims[best] >= NEAR_DUPLICATE
+    return [texts[i] for i in kept]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _score(agreement: float, count: int, *, extra: float) -> int:

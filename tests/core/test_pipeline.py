@@ -100,14 +100,65 @@ def test_known_question_the_bot_missed_is_add_variants(embedder: Embedder) -> No
     assert p.entry_id == "e1" and p.answer == answer
     assert set(p.variants) == {"how many days for delivery", "my parcel, how long till it comes"}
     # the bot answered with this entry, customers were unhappy and the agents said something
-    # else: the answer needs work
+    # else: if the entry fails most customers it answers, its answer needs work...
     other = _evidence(embedder, ["do you deliver on sundays"],
                       ["No, our carriers do not deliver on Sundays or public holidays."])
-    assert classify(other, [Candidate(entry, 0.7)], bot_answered_with="e1") == \
+    assert classify(other, [Candidate(entry, 0.7, satisfaction=0.4)], bot_answered_with="e1") \
+        == ("improve_answer", entry)
+    # ...if it satisfies most of them, these customers asked something else: a new topic
+    assert classify(other, [Candidate(entry, 0.7, satisfaction=0.9)], bot_answered_with="e1") \
+        == ("new_answer", None)
+    # a thumbs-down with no agent reply only says the answer did not help
+    unhappy = _evidence(embedder, ["how long is delivery to my area"], [None])
+    assert classify(unhappy, [Candidate(entry, 0.7)], bot_answered_with="e1") == \
         ("improve_answer", entry)
     # and without such an entry nearby it is a new topic
     assert classify(other, [Candidate(entry, 0.3)], bot_answered_with=None) == \
         ("new_answer", None)
+
+
+def test_agents_who_agree_with_each_other_more_than_with_an_entry_give_another_answer(
+        embedder: Embedder) -> None:
+    # Two answers sharing most of their sentences: close (cosine ≈ 0.7) but not the same.
+    swallowed = ("If an ATM kept your card, freeze it in the Cards tab and order a new one. "
+                 "It usually takes 3 to 5 working days.")
+    declined = ("If a card payment was declined, check your balance and limits in the app. "
+                "It usually takes 3 to 5 working days.")
+    phr = embedder.embed(["Why was my card payment declined?"])
+    entry = EntryView("e2", "Why was my card payment declined?", declined, [], phr,
+                      embedder.embed([declined])[0])
+    questions = ["the cash machine ate my card", "ATM did not give my card back",
+                 "my card got stuck in the ATM"]
+    ev = _evidence(embedder, questions, [swallowed] * 3)
+    agree = float(embedder.embed([swallowed])[0] @ entry.answer_vector)
+    assert 0.6 <= agree < 0.9  # alike enough to have fooled a fixed 0.6 threshold
+    assert classify(ev, [Candidate(entry, 0.6)], bot_answered_with=None) == ("new_answer", None)
+
+
+def test_triggers_come_only_from_questions_the_answer_answers(embedder: Embedder) -> None:
+    questions = CANADA + ["can I get a student discount"]
+    ev = _evidence(embedder, questions, [CANADA_REPLY] * 3 +
+                   ["Students get 10% off with a valid student email."])
+    p = propose("new_answer", ev, None)
+    assert p.answer == CANADA_REPLY
+    assert "can I get a student discount" not in p.variants
+    assert set(p.variants) | {p.question} == set(CANADA)
+
+
+def test_variants_reach_the_questions_the_entry_does_not_yet_recognise(embedder: Embedder
+                                                                      ) -> None:
+    known = ["Do you ship to Canada?"]
+    answer = CANADA_REPLY
+    entry = EntryView("e3", known[0], answer, [], embedder.embed(known),
+                      embedder.embed([answer])[0])
+    asked = ["do you ship to canada", "can i order from toronto", "Is delivery to Canada possible?",
+             "Do you deliver to Vancouver?"]
+    ev = _evidence(embedder, asked, [answer] * len(asked))
+    p = propose("add_variants", ev, entry, max_variants=2)
+    # a near-copy of the existing phrasing teaches the bot nothing; the picks are questions
+    # it does not recognise yet
+    assert "do you ship to canada" not in p.variants and len(p.variants) == 2
+    assert p.entry_id == "e3" and p.answer == answer
 
 
 def test_diverse_drops_near_duplicates(embedder: Embedder) -> None:
