@@ -7,11 +7,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput
-from core.models import Conversation, as_utc, new_id, utcnow
+from core.metrics import answer_outcomes
+from core.models import Conversation, ConversationAnswer, as_utc, new_id, utcnow
 from core.pipeline.signals import detect, transcript_from_row
 
 # Documented limits (README "Ingestion limits"): large enough for real transcripts, small
@@ -143,12 +144,24 @@ def store_conversations(session: Session, *, bot_id: str,
     accepted = updated = 0
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
+    # The entries each stored conversation was answered with (for entry satisfaction).
+    answer_rows: list[dict[str, Any]] = []
+    replaced: list[str] = []
+
+    def answers(conversation_id: str, fields: dict[str, Any]) -> None:
+        outcomes = answer_outcomes(messages=fields["messages"], feedback=fields["feedback"],
+                                   resolved_automatically=fields["resolved_automatically"])
+        answer_rows.extend({"conversation_id": conversation_id, "entry_id": entry_id,
+                            "bot_id": bot_id, "started_at": fields["started_at"],
+                            "satisfied": ok} for entry_id, ok in outcomes.items())
+
     for conv in conversations:
         fields = _as_row_fields(conv)
         row = existing.get(conv.id)
         if row is None:
             new_rows.append({"id": new_id(), "bot_id": bot_id, "external_id": conv.id,
                              "received_at": now, "analyzed_at": None, **fields})
+            answers(new_rows[-1]["id"], fields)
             accepted += 1
             continue
         updated += 1
@@ -162,9 +175,17 @@ def store_conversations(session: Session, *, bot_id: str,
             # A changed transcript must be looked at again by the next cycle.
             row.analyzed_at = None
             session.add(row)
+            replaced.append(row.id)
+            answers(row.id, fields)
     if new_rows:
         # One executemany of plain rows: building ORM objects for a 1,000-conversation batch
         # costs more than the insert and holds the GIL that /answer threads need.
         session.execute(insert(Conversation), new_rows)
     session.flush()
+    for start in range(0, len(replaced), 500):
+        session.execute(delete(ConversationAnswer).where(
+            col(ConversationAnswer.conversation_id).in_(replaced[start:start + 500])))
+    if answer_rows:
+        session.execute(insert(ConversationAnswer), answer_rows)
+        session.flush()
     return accepted, updated

@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Integer, cast, func
 from sqlmodel import Session, col, select
 
-from core.models import Conversation, Suggestion, as_utc
+from core.models import Conversation, ConversationAnswer, Suggestion, as_utc
 
 THIN_DATA_CONVERSATIONS = 200
 SATISFACTION_DAYS = 30
@@ -132,33 +132,35 @@ def answer_satisfied(*, entry_id: str, messages: list[dict[str, Any]],
     return "up" in ratings or resolved_automatically
 
 
+def answer_outcomes(*, messages: list[dict[str, Any]], feedback: list[dict[str, Any]],
+                    resolved_automatically: bool) -> dict[str, bool]:
+    """Each entry the bot answered with in one conversation -> whether it satisfied."""
+    entries = dict.fromkeys(m["entry_id"] for m in messages
+                            if m.get("entry_id") and m.get("role") == "bot")
+    return {e: answer_satisfied(entry_id=e, messages=messages, feedback=feedback,
+                                resolved_automatically=resolved_automatically)
+            for e in entries}
+
+
 def entry_satisfaction(engine: Engine, *, bot_id: str, as_of: datetime,
                        days: int = SATISFACTION_DAYS) -> dict[str, Satisfaction]:
-    """Satisfaction of every entry the bot answered with in the `days` up to `as_of`, in one
-    read of that window's transcripts (the entry ids live in the messages)."""
+    """Satisfaction of every entry the bot answered with in the `days` up to `as_of`: one
+    grouped query over the answers recorded at ingestion."""
     since = as_of - timedelta(days=days)
-    answered: dict[str, int] = {}
-    satisfied: dict[str, int] = {}
     with Session(engine) as session:
         rows = session.exec(
-            select(Conversation.messages, Conversation.feedback,
-                   Conversation.resolved_automatically)
-            .where(Conversation.bot_id == bot_id, col(Conversation.started_at) > since,
-                   col(Conversation.started_at) <= as_of))
-        for messages, feedback, resolved in rows:
-            entries = {m["entry_id"] for m in messages
-                       if m.get("entry_id") and m.get("role") == "bot"}
-            for entry_id in entries:
-                answered[entry_id] = answered.get(entry_id, 0) + 1
-                if answer_satisfied(entry_id=entry_id, messages=messages, feedback=feedback,
-                                    resolved_automatically=bool(resolved)):
-                    satisfied[entry_id] = satisfied.get(entry_id, 0) + 1
-    return {e: Satisfaction(n, satisfied.get(e, 0)) for e, n in answered.items()}
+            select(ConversationAnswer.entry_id, func.count(),
+                   func.sum(cast(ConversationAnswer.satisfied, Integer)))
+            .where(ConversationAnswer.bot_id == bot_id,
+                   col(ConversationAnswer.started_at) > since,
+                   col(ConversationAnswer.started_at) <= as_of)
+            .group_by(ConversationAnswer.entry_id)).all()
+    return {entry_id: Satisfaction(int(n), int(ok or 0)) for entry_id, n, ok in rows}
 
 
 class SatisfactionBook:
-    """Entry satisfaction for one cycle, read on first use: most cycles touch no gap about an
-    existing answer and never pay for the read."""
+    """Entry satisfaction for one cycle, read on first use (a cycle that meets no gap about
+    an existing answer does not query it)."""
 
     def __init__(self, engine: Engine, *, bot_id: str, as_of: datetime) -> None:
         self._engine, self._bot_id, self._as_of = engine, bot_id, as_of

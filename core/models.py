@@ -125,6 +125,21 @@ class Conversation(SQLModel, table=True):
     analyzed_at: datetime | None = None
 
 
+class ConversationAnswer(SQLModel, table=True):
+    """A KB entry the bot answered with in a conversation, and whether that answer satisfied
+    the customer (core.metrics.answer_outcomes), written at ingestion: an entry's
+    satisfaction is then one grouped query instead of a read of every transcript."""
+
+    __table_args__ = (Index("ix_conversationanswer_bot_started", "bot_id", "started_at"),)
+
+    conversation_id: str = Field(foreign_key="conversation.id", primary_key=True,
+                                 max_length=32)
+    entry_id: str = Field(primary_key=True, max_length=64)
+    bot_id: str = Field(max_length=32)
+    started_at: datetime
+    satisfied: bool
+
+
 class Gap(SQLModel, table=True):
     """A group of related failures that one suggestion should fix."""
 

@@ -3,14 +3,17 @@ computed from stored conversations (docs/signals.md, Priorities)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from core.bots import BotSettings, create_bot
 from core.conversations import ConversationBatch, store_conversations
-from core.db import session_scope
+from core.db import make_engine, migrate, session_scope
 from core.metrics import Satisfaction, entry_satisfaction
 from core.pipeline.priorities import GapFacts, adds_information, prioritise
 from core.services import Services
@@ -135,3 +138,44 @@ def test_entry_satisfaction_on_a_hand_computed_example(services: Services) -> No
     # 3 of 7 is 42 %: under the default 60 %, so a gap about this answer is medium.
     p = prioritise(existing_answer(answered=7, satisfied=3))
     assert p.level == "medium" and "satisfaction 42 %" in p.reason
+
+
+def test_a_resent_transcript_replaces_its_answers(services: Services) -> None:
+    with session_scope(services.engine) as session:
+        bot_id = create_bot(session, slug="acme", name="Acme").id
+        store_conversations(session, bot_id=bot_id, conversations=ConversationBatch
+                            .model_validate({"conversations": [conv("c1", 1)]}).conversations)
+    assert entry_satisfaction(services.engine, bot_id=bot_id, as_of=AS_OF) == {
+        "e-cancel": Satisfaction(answered=1, satisfied=0)}  # the customer left: abandoned
+    fixed = conv("c1", 1, then=(("customer", "great, thank you"),))
+    with session_scope(services.engine) as session:
+        assert store_conversations(session, bot_id=bot_id, conversations=ConversationBatch
+                                   .model_validate({"conversations": [fixed]}).conversations
+                                   ) == (0, 1)
+    assert entry_satisfaction(services.engine, bot_id=bot_id, as_of=AS_OF) == {
+        "e-cancel": Satisfaction(answered=1, satisfied=1)}
+
+
+def test_the_migration_backfills_answers_of_stored_conversations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0002")
+    engine = make_engine(url)
+    started = AS_OF - timedelta(days=2)
+    messages = conv("x", 2, then=(("customer", "thanks!"),))["messages"]
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO bot (id, slug, name, settings, created_at) "
+                       "VALUES ('b1', 'acme', 'Acme', '{}', :at)"), {"at": started})
+        for cid, resolved, feedback in (("kept", True, []),
+                                        ("thumbed", True, [{"message_index": 1,
+                                                            "rating": "down"}])):
+            c.execute(text(
+                "INSERT INTO conversation (id, bot_id, external_id, started_at, ended_at, "
+                "messages, feedback, received_at, bot_answered, escalated, negative_feedback, "
+                "abandoned, resolved_automatically) VALUES (:id, 'b1', :id, :at, :at, :m, :f, "
+                ":at, 1, 0, 0, 0, :r)"),
+                {"id": cid, "at": started, "m": json.dumps(messages), "f": json.dumps(feedback),
+                 "r": resolved})
+    migrate(url)
+    assert entry_satisfaction(engine, bot_id="b1", as_of=AS_OF) == {
+        "e-cancel": Satisfaction(answered=2, satisfied=1)}
+    engine.dispose()
