@@ -238,6 +238,12 @@ def import_(kind: ImportKind, path: Path,
 @app.command()
 def cycle(bot: Annotated[str | None, typer.Option(help="Bot slug (default: every bot)")] = None,
           as_of: Annotated[datetime | None, typer.Option(help="Treat this time as now")] = None,
+          full: Annotated[bool, typer.Option(
+              "--full", help="Re-analyse every stored conversation from scratch (e.g. after "
+                             "changing gap_similarity); decided suggestions are kept")] = False,
+          reembed: Annotated[bool, typer.Option(
+              "--reembed", help="With --full: embed every text again instead of reusing the "
+                                "stored vectors (after changing the embedding model)")] = False,
           data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Run the analysis cycle now and print what it found."""
     svc = _services(_settings(data_dir))
@@ -245,7 +251,7 @@ def cycle(bot: Annotated[str | None, typer.Option(help="Bot slug (default: every
         bots = [get_bot(session, slug=bot)] if bot else list(session.exec(select(Bot)))
     for b in bots:
         result = svc.cycle.run(bot_id=b.id, as_of=as_of.replace(tzinfo=as_of.tzinfo or UTC)
-                               if as_of else None)
+                               if as_of else None, full=full, reembed=reembed)
         typer.echo(f"{b.slug}: {json.dumps(result.public())}")
 
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from core.answering import rank_entries
@@ -31,6 +32,7 @@ from core.models import (
     as_utc,
     utcnow,
 )
+from core.pipeline import recluster
 from core.pipeline.gaps import GapState, assign
 from core.pipeline.priorities import GapFacts, adds_information, prioritise
 from core.pipeline.proposals import (
@@ -46,6 +48,18 @@ from core.pipeline.signals import Signal, detect, transcript_from_row
 log = logging.getLogger(__name__)
 
 BATCH = 2_000
+# A full re-analysis reads stored conversations in pages of this many (memory stays bounded).
+FULL_BATCH = 5_000
+# Gap lifecycle (docs/signals.md): failures join open gaps, and also rejected and published
+# ones, which are frozen (they collect without moving). A published gap closes once no failure
+# joined it for QUIET_DAYS; merged and superseded gaps handed their evidence to another gap.
+ASSIGNABLE = ("open", "rejected", "published")
+FROZEN = ("rejected", "published")
+DECIDED = ("rejected", "published", "closed")
+OPEN_SUGGESTION = ("pending", "deferred")
+QUIET_DAYS = 14
+# IN-lists are chunked to stay under every backend's bound-parameter limit.
+CHUNK = 500
 # Signals that point at a missing or wrong answer; abandonment alone is too weak to act on.
 ACTIONABLE = ("unanswered", "negative_feedback")
 # A rejected gap comes back only if it has grown this much since the rejection.
@@ -63,6 +77,11 @@ class CycleResult:
     auto_published: int = 0
     seconds: float = 0.0
     signals: Counter[str] = field(default_factory=Counter)
+    gaps_merged: int = 0
+    gaps_split: int = 0
+    gaps_closed: int = 0
+    suggestions_carried: int = 0
+    suggestions_withdrawn: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -119,18 +138,34 @@ class Cycle:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def run(self, *, bot_id: str, as_of: datetime | None = None) -> CycleResult:
+    def run(self, *, bot_id: str, as_of: datetime | None = None, full: bool = False,
+            reembed: bool = False) -> CycleResult:
         """One cycle for one bot. Safe to run twice: only unanalysed conversations are read,
         and a per-bot lock keeps two cycles of the same bot in this process from interleaving.
+        `full` re-analyses every stored conversation instead (see `reanalyze`).
         """
         with self._lock_for(bot_id):
-            return self._run(bot_id=bot_id, as_of=as_of)
+            return self._run(bot_id=bot_id, as_of=as_of, full=full, reembed=reembed)
+
+    def reanalyze(self, *, bot_id: str, as_of: datetime | None = None,
+                  reembed: bool = False) -> CycleResult:
+        """Re-assign every stored conversation's failures from scratch (e.g. after changing
+        gap_similarity). Decided history is kept: published, closed and rejected gaps keep
+        their evidence (a rejected gap keeps suppressing what it covered) and their
+        suggestions. Open gaps are rebuilt; each pending or deferred suggestion moves to the
+        rebuilt gap holding most of its evidence, or is withdrawn if that gap already has one
+        (or none holds any). Conversations are streamed in pages of FULL_BATCH.
+
+        Question and reply vectors already stored with the evidence are reused (a vector
+        depends on its text only); pass `reembed` after switching the embedding model."""
+        return self.run(bot_id=bot_id, as_of=as_of, full=True, reembed=reembed)
 
     def _lock_for(self, bot_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(bot_id, threading.Lock())
 
-    def _run(self, *, bot_id: str, as_of: datetime | None) -> CycleResult:
+    def _run(self, *, bot_id: str, as_of: datetime | None, full: bool = False,
+             reembed: bool = False) -> CycleResult:
         started = time.perf_counter()
         as_of = as_utc(as_of) if as_of else utcnow()
         result = CycleResult()
@@ -143,43 +178,16 @@ class Cycle:
             session.add(run)
             self._return_deferred(session, bot_id=bot_id, as_of=as_of)
 
-        touched: set[str] = set()
-        while True:
-            # Read and embed outside any write transaction: on SQLite a write transaction
-            # blocks every other writer, and embedding takes a while.
-            read_at = utcnow()
-            with Session(self.engine) as session:
-                rows = list(session.exec(
-                    select(Conversation.id, Conversation.started_at, Conversation.messages,
-                           Conversation.feedback, Conversation.csat)
-                    .where(Conversation.bot_id == bot_id, col(Conversation.analyzed_at).is_(None),
-                           col(Conversation.started_at) <= as_of)
-                    .order_by(col(Conversation.started_at)).limit(BATCH)
-                ))
-            if not rows:
-                break
-            signals: list[Signal] = []
-            for cid, started_at, messages, feedback, csat in rows:
-                found, _ = detect(transcript_from_row(id=cid, started_at=started_at,
-                                                      messages=messages, feedback=feedback,
-                                                      csat=csat))
-                signals.extend(found)
-            result.conversations_analyzed += len(rows)
-            for sig in signals:
-                result.signals[sig.kind] += 1
-            batch = self._embed([sig for sig in signals if sig.kind in ACTIONABLE])
-            with session_scope(self.engine) as session:
-                touched |= self._withdraw(session, conversation_ids=[r[0] for r in rows])
-                touched |= self._cluster(session, bot_id=bot_id, batch=batch,
-                                         threshold=settings.gap_similarity)
-                # A transcript re-sent while we worked stays unanalysed for the next pass.
-                session.execute(
-                    update(Conversation)
-                    .where(col(Conversation.id).in_([r[0] for r in rows]),
-                           col(Conversation.received_at) <= read_at)
-                    .values(analyzed_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
+        if full:
+            touched, joined, odd = self._analyse_all(bot_id=bot_id, as_of=as_of,
+                                                     settings=settings, result=result,
+                                                     reembed=reembed)
+        else:
+            touched, joined, odd = self._analyse_new(bot_id=bot_id, as_of=as_of,
+                                                     settings=settings, result=result)
+        with session_scope(self.engine) as session:
+            touched = self._reshape(session, bot_id=bot_id, touched=touched, joined=joined,
+                                    disagreeing=odd, full=full, result=result)
 
         with Session(self.engine) as session:
             thin = len(session.exec(
@@ -201,6 +209,7 @@ class Cycle:
             result.suggestions_updated += updated
 
         with session_scope(self.engine) as session:
+            self._close_quiet(session, bot_id=bot_id, as_of=as_of, result=result)
             result.gaps = len(session.exec(
                 select(Gap.id).where(Gap.bot_id == bot_id, Gap.status == "open")).all())
             stored = session.get(CycleRun, run.id)
@@ -208,9 +217,385 @@ class Cycle:
             result.seconds = time.perf_counter() - started
             stored.finished_at = utcnow()
             stored.stats = {**result.public(), "signals": dict(result.signals),
-                            "suggestions_updated": result.suggestions_updated}
+                            "suggestions_updated": result.suggestions_updated, "full": full,
+                            "gaps_merged": result.gaps_merged, "gaps_split": result.gaps_split,
+                            "gaps_closed": result.gaps_closed,
+                            "suggestions_carried": result.suggestions_carried,
+                            "suggestions_withdrawn": result.suggestions_withdrawn}
             session.add(stored)
         return result
+
+    # -- reading conversations -----------------------------------------------------------------
+
+    def _signals(self, rows: list[Any], result: CycleResult,
+                 skip: set[tuple[str, str]] | None = None,
+                 known: dict[str, np.ndarray] | None = None) -> EmbeddedSignals:
+        """The actionable failures of `rows` (id, started_at, messages, feedback, csat, ...),
+        embedded; failures keyed (conversation id, question) in `skip` are left out, and
+        texts in `known` are not embedded again."""
+        signals: list[Signal] = []
+        for cid, started_at, messages, feedback, csat, *_ in rows:
+            found, _ = detect(transcript_from_row(id=cid, started_at=started_at,
+                                                  messages=messages, feedback=feedback,
+                                                  csat=csat))
+            signals.extend(found)
+        result.conversations_analyzed += len(rows)
+        for sig in signals:
+            result.signals[sig.kind] += 1
+        actionable = [sig for sig in signals if sig.kind in ACTIONABLE
+                      and (not skip or (sig.conversation_id, sig.question) not in skip)]
+        if known is None:
+            return self._embed(actionable)
+        return self._embed_reusing(actionable, known)
+
+    def _embed_reusing(self, signals: list[Signal], known: dict[str, np.ndarray]
+                       ) -> EmbeddedSignals:
+        """As `_embed`, but a text whose vector is in `known` (text -> vector, e.g. read
+        back from stored evidence) is not embedded again: a vector depends on the text only."""
+        if not signals:
+            return self._embed(signals)
+        texts = [s.question for s in signals] + [s.agent_reply for s in signals
+                                                  if s.agent_reply]
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, self.embedder.embed(missing), strict=True))
+        return EmbeddedSignals(signals, np.stack([known[s.question] for s in signals]),
+                               [known[s.agent_reply] if s.agent_reply else None
+                                for s in signals])
+
+    def _mark_analyzed(self, session: Session, *, ids: list[str], read_at: datetime) -> None:
+        # A transcript re-sent while we worked stays unanalysed for the next pass.
+        for start in range(0, len(ids), CHUNK):
+            session.execute(
+                update(Conversation)
+                .where(col(Conversation.id).in_(ids[start:start + CHUNK]),
+                       col(Conversation.received_at) <= read_at)
+                .values(analyzed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
+    def _analyse_new(self, *, bot_id: str, as_of: datetime, settings: BotSettings,
+                     result: CycleResult) -> tuple[set[str], set[str], set[str]]:
+        """Assign the failures of conversations not analysed yet. Returns the gaps touched
+        (new, joined or lost evidence), the gaps that new failures joined, and those whose new
+        agents' replies disagree with the rest (split candidates)."""
+        touched: set[str] = set()
+        joined: set[str] = set()
+        odd: set[str] = set()
+        while True:
+            # Read and embed outside any write transaction: on SQLite a write transaction
+            # blocks every other writer, and embedding takes a while.
+            read_at = utcnow()
+            with Session(self.engine) as session:
+                rows = list(session.exec(
+                    select(Conversation.id, Conversation.started_at, Conversation.messages,
+                           Conversation.feedback, Conversation.csat)
+                    .where(Conversation.bot_id == bot_id, col(Conversation.analyzed_at).is_(None),
+                           col(Conversation.started_at) <= as_of)
+                    .order_by(col(Conversation.started_at)).limit(BATCH)
+                ))
+            if not rows:
+                break
+            batch = self._signals(rows, result)
+            with session_scope(self.engine) as session:
+                touched |= self._withdraw(session, conversation_ids=[r[0] for r in rows])
+                new, disagree = self._cluster(session, bot_id=bot_id, batch=batch,
+                                              threshold=settings.gap_similarity)
+                touched |= new
+                joined |= new
+                odd |= disagree
+                self._mark_analyzed(session, ids=[r[0] for r in rows], read_at=read_at)
+        return touched, joined, odd
+
+    def _analyse_all(self, *, bot_id: str, as_of: datetime, settings: BotSettings,
+                     result: CycleResult, reembed: bool = False
+                     ) -> tuple[set[str], set[str], set[str]]:
+        """The full re-analysis (see `reanalyze`): supersede the open gaps, then stream every
+        conversation up to `as_of` through the assignment again, leaving out failures that
+        are already evidence of a decided gap."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Gap).where(Gap.bot_id == bot_id, Gap.status == "open")
+                .values(status="superseded", updated_at=utcnow())
+                .execution_options(synchronize_session=False))
+        touched: set[str] = set()
+        joined: set[str] = set()
+        odd: set[str] = set()
+        after: tuple[datetime, str] | None = None
+        while True:
+            read_at = utcnow()
+            with Session(self.engine) as session:
+                query = (select(Conversation.id, Conversation.started_at, Conversation.messages,
+                                Conversation.feedback, Conversation.csat,
+                                Conversation.analyzed_at)
+                         .where(Conversation.bot_id == bot_id,
+                                col(Conversation.started_at) <= as_of))
+                if after is not None:
+                    # Keyset pagination: no OFFSET rescans, and each conversation once.
+                    query = query.where(or_(col(Conversation.started_at) > after[0], and_(
+                        col(Conversation.started_at) == after[0], col(Conversation.id) > after[1])))
+                rows = list(session.exec(query.order_by(col(Conversation.started_at),
+                                                        col(Conversation.id)).limit(FULL_BATCH)))
+                if not rows:
+                    break
+                after = (rows[-1][1], rows[-1][0])
+                kept, known = self._stored_evidence(session, conversation_ids=[
+                    r[0] for r in rows], decided_for={r[0] for r in rows if r[5] is not None},
+                    vectors=not reembed)
+            batch = self._signals(rows, result, skip=kept, known=known if not reembed else None)
+            with session_scope(self.engine) as session:
+                # Never analysed, or re-sent since: its old evidence goes, as in a normal cycle.
+                touched |= self._withdraw(session, conversation_ids=[
+                    r[0] for r in rows if r[5] is None])
+                new, disagree = self._cluster(session, bot_id=bot_id, batch=batch,
+                                              threshold=settings.gap_similarity)
+                touched |= new
+                joined |= new
+                odd |= disagree
+                self._mark_analyzed(session, ids=[r[0] for r in rows], read_at=read_at)
+        return touched, joined, odd
+
+    def _stored_evidence(self, session: Session, *, conversation_ids: list[str],
+                         decided_for: set[str], vectors: bool
+                         ) -> tuple[set[tuple[str, str]], dict[str, np.ndarray]]:
+        """What the evidence already stored for these conversations tells a re-analysis:
+        the (conversation, question) failures that belong to a decided gap (only for
+        conversations in `decided_for`, the ones analysed before and unchanged since), and
+        (if `vectors`) the stored question and reply vectors by text."""
+        keys: set[tuple[str, str]] = set()
+        known: dict[str, np.ndarray] = {}
+        dim = getattr(self.embedder, "dimension", None)
+        for start in range(0, len(conversation_ids), CHUNK):
+            chunk = conversation_ids[start:start + CHUNK]
+            keys.update((c, q) for c, q in session.exec(
+                select(GapEvidence.conversation_id, GapEvidence.question)
+                .join(Gap, col(Gap.id) == col(GapEvidence.gap_id))
+                .where(col(GapEvidence.conversation_id).in_(chunk),
+                       col(Gap.status).in_(DECIDED))).all() if c in decided_for)
+            if not vectors:
+                continue
+            for q, qv, reply, rv in session.exec(
+                    select(GapEvidence.question, GapEvidence.embedding, GapEvidence.agent_reply,
+                           GapEvidence.reply_embedding)
+                    .where(col(GapEvidence.conversation_id).in_(chunk))).all():
+                for text, blob in ((q, qv), (reply, rv)):
+                    if text and blob and text not in known:
+                        v = _vec(blob)
+                        if dim is None or len(v) == dim:
+                            known[text] = v
+        return keys, known
+
+    # -- re-clustering and lifecycle -----------------------------------------------------------
+
+    def _reshape(self, session: Session, *, bot_id: str, touched: set[str], joined: set[str],
+                 disagreeing: set[str], full: bool, result: CycleResult) -> set[str]:
+        """Merge converged open gaps, split disagreeing ones, carry suggestions over after a
+        full re-analysis; returns the gaps whose suggestion must be (re)written."""
+        added, removed = self._merge(session, bot_id=bot_id, disagreeing=disagreeing,
+                                     result=result)
+        joined = (joined | added) - removed
+        for gap_id in sorted(disagreeing - removed):
+            parts = self._split(session, gap_id=gap_id, result=result)
+            added |= parts
+            joined |= parts
+        touched = (touched | added) - removed
+        if full:
+            self._carry_suggestions(session, bot_id=bot_id, result=result)
+            touched |= set(session.exec(select(Gap.id).where(
+                Gap.bot_id == bot_id, Gap.status == "open")).all())
+        session.flush()
+        status = {}
+        ids = sorted(touched)
+        for start in range(0, len(ids), CHUNK):
+            status.update(session.exec(select(Gap.id, Gap.status).where(
+                col(Gap.id).in_(ids[start:start + CHUNK]))).all())
+        # A published gap gets a follow-up suggestion only for failures that joined it; one
+        # that merely lost evidence (a re-sent transcript) has nothing new to propose.
+        return {g for g in touched if status.get(g) in ("open", "rejected")
+                or (status.get(g) == "published" and g in joined)}
+
+    def _merge(self, session: Session, *, bot_id: str, disagreeing: set[str],
+               result: CycleResult) -> tuple[set[str], set[str]]:
+        """Merge open gaps whose question and reply centroids converged. Returns (survivors,
+        merged-away gaps). The survivor keeps a single open suggestion."""
+        gaps = list(session.exec(select(Gap).where(Gap.bot_id == bot_id, Gap.status == "open")
+                                 .order_by(col(Gap.created_at), col(Gap.id))))
+        groups = recluster.merge_groups([recluster.Centroids(
+            _vec(g.centroid), _vec(g.reply_centroid) if g.reply_centroid else None, g.size)
+            for g in gaps])
+        survivors: set[str] = set()
+        removed: set[str] = set()
+        for group in groups:
+            members = [gaps[i] for i in group]
+            ids = [g.id for g in members]
+            open_sugs = list(session.exec(select(Suggestion).where(
+                col(Suggestion.gap_id).in_(ids), col(Suggestion.status).in_(OPEN_SUGGESTION))
+                .order_by(col(Suggestion.created_at))))
+            with_sug = {s.gap_id for s in open_sugs}
+            # The survivor is the gap reviewers already see a suggestion for, else the largest
+            # (then the oldest): what they know keeps its identity.
+            survivor = max(members, key=lambda g: (g.id in with_sug, g.size, -ids.index(g.id)))
+            others = [g for g in members if g is not survivor]
+            q = recluster.merged_centroid([_vec(g.centroid) for g in members],
+                                          [g.size for g in members])
+            r = recluster.merged_centroid(
+                [_vec(g.reply_centroid) if g.reply_centroid else None for g in members],
+                [g.replies for g in members])
+            assert q is not None
+            survivor.centroid = _blob(q)
+            survivor.reply_centroid = _blob(r) if r is not None else None
+            survivor.size = sum(g.size for g in members)
+            survivor.replies = sum(g.replies for g in members)
+            lasts = [as_utc(g.last_failure_at) for g in members if g.last_failure_at]
+            survivor.last_failure_at = max(lasts) if lasts else None
+            survivor.updated_at = utcnow()
+            session.add(survivor)
+            session.execute(update(GapEvidence).where(
+                col(GapEvidence.gap_id).in_([g.id for g in others]))
+                .values(gap_id=survivor.id).execution_options(synchronize_session=False))
+            for g in others:
+                g.status, g.size, g.replies, g.updated_at = "merged", 0, 0, utcnow()
+                session.add(g)
+            # One open suggestion per gap: the survivor's own, else the one reviewers saw
+            # first; any other is withdrawn (its evidence now backs the kept one).
+            keep = next((s for s in open_sugs if s.gap_id == survivor.id),
+                        open_sugs[0] if open_sugs else None)
+            for sug in open_sugs:
+                if sug is keep:
+                    if sug.gap_id != survivor.id:
+                        sug.gap_id = survivor.id
+                        result.suggestions_carried += 1
+                else:
+                    sug.status = "withdrawn"
+                    result.suggestions_withdrawn += 1
+                sug.updated_at = utcnow()
+                session.add(sug)
+            if disagreeing & set(ids):
+                disagreeing.add(survivor.id)
+            survivors.add(survivor.id)
+            removed |= {g.id for g in others}
+            result.gaps_merged += len(others)
+        session.flush()
+        return survivors, removed
+
+    def _split(self, session: Session, *, gap_id: str, result: CycleResult) -> set[str]:
+        """Split an open gap whose agents' replies form clearly different groups. The largest
+        part keeps the gap (and its open suggestion); each other part becomes a new open gap.
+        Returns the gaps changed (empty when nothing split)."""
+        gap = session.get(Gap, gap_id)
+        if gap is None or gap.status != "open" or gap.replies < 2 * recluster.SPLIT_MIN_PART:
+            return set()
+        rows = list(session.exec(select(GapEvidence.id, GapEvidence.embedding,
+                                        GapEvidence.reply_embedding, GapEvidence.at)
+                                 .where(GapEvidence.gap_id == gap_id)
+                                 .order_by(col(GapEvidence.id))))
+        if not rows:
+            return set()
+        questions = np.stack([_vec(r[1]) for r in rows])
+        replies = [_vec(r[2]) if r[2] else None for r in rows]
+        labels = recluster.split_parts(questions, replies)
+        if labels is None:
+            return set()
+        changed = {gap.id}
+        for part in range(int(labels.max()) + 1):
+            members = np.nonzero(labels == part)[0]
+            target = gap if part == 0 else Gap(bot_id=gap.bot_id, kind=gap.kind, centroid=b"",
+                                               created_at=gap.created_at)
+            q = recluster.unit(questions[members].sum(axis=0))
+            with_reply = [replies[i] for i in members if replies[i] is not None]
+            target.centroid = _blob(q)
+            target.reply_centroid = _blob(recluster.unit(np.sum(with_reply, axis=0))) \
+                if with_reply else None
+            target.size = len(members)
+            target.replies = len(with_reply)
+            target.last_failure_at = max(as_utc(rows[i][3]) for i in members)
+            target.updated_at = utcnow()
+            session.add(target)
+            if part == 0:
+                continue
+            session.flush()
+            ev_ids = [rows[i][0] for i in members]
+            for start in range(0, len(ev_ids), CHUNK):
+                session.execute(update(GapEvidence).where(
+                    col(GapEvidence.id).in_(ev_ids[start:start + CHUNK]))
+                    .values(gap_id=target.id).execution_options(synchronize_session=False))
+            changed.add(target.id)
+            result.gaps_split += 1
+        session.flush()
+        return changed
+
+    def _carry_suggestions(self, session: Session, *, bot_id: str, result: CycleResult) -> None:
+        """After a full re-analysis: each open suggestion of a superseded gap moves to the
+        rebuilt open gap that holds most of its evidence (the strongest claim first, one
+        suggestion per gap) or is withdrawn; then the superseded gaps' evidence is dropped."""
+        superseded = list(session.exec(select(Gap.id).where(
+            Gap.bot_id == bot_id, Gap.status == "superseded")).all())
+        sugs: list[Suggestion] = []
+        for start in range(0, len(superseded), CHUNK):
+            sugs += session.exec(select(Suggestion).where(
+                col(Suggestion.gap_id).in_(superseded[start:start + CHUNK]),
+                col(Suggestion.status).in_(OPEN_SUGGESTION))).all()
+        old, new = aliased(GapEvidence), aliased(GapEvidence)
+        claims: list[tuple[int, str, str]] = []
+        old_gaps = sorted({s.gap_id for s in sugs if s.gap_id})
+        for start in range(0, len(old_gaps), CHUNK):
+            claims += [(int(n), o, g) for o, g, n in session.exec(
+                select(old.gap_id, new.gap_id, func.count())
+                .join(new, and_(new.conversation_id == old.conversation_id,
+                                new.question == old.question))
+                .join(Gap, col(Gap.id) == new.gap_id)
+                .where(col(old.gap_id).in_(old_gaps[start:start + CHUNK]),
+                       Gap.status == "open")
+                .group_by(old.gap_id, new.gap_id)).all()]
+        claims.sort(key=lambda c: (-c[0], c[1], c[2]))
+        by_gap: dict[str, list[Suggestion]] = {}
+        for sug in sorted(sugs, key=lambda s: as_utc(s.created_at)):
+            by_gap.setdefault(sug.gap_id or "", []).append(sug)
+        taken: set[str] = set()
+        placed: set[str] = set()
+        for _, old_gap, new_gap in claims:
+            if new_gap in taken:
+                continue
+            sug = next((s for s in by_gap.get(old_gap, []) if s.id not in placed), None)
+            if sug is None:
+                continue
+            sug.gap_id = new_gap
+            sug.updated_at = utcnow()
+            session.add(sug)
+            taken.add(new_gap)
+            placed.add(sug.id)
+            result.suggestions_carried += 1
+        for sug in sugs:
+            if sug.id not in placed:
+                sug.status = "withdrawn"
+                sug.updated_at = utcnow()
+                session.add(sug)
+                result.suggestions_withdrawn += 1
+        session.flush()
+        for start in range(0, len(superseded), CHUNK):
+            chunk = superseded[start:start + CHUNK]
+            session.execute(delete(GapEvidence).where(col(GapEvidence.gap_id).in_(chunk))
+                            .execution_options(synchronize_session=False))
+            session.execute(update(Gap).where(col(Gap.id).in_(chunk)).values(size=0, replies=0)
+                            .execution_options(synchronize_session=False))
+
+    def _close_quiet(self, session: Session, *, bot_id: str, as_of: datetime,
+                     result: CycleResult) -> None:
+        """Close published gaps no failure joined for QUIET_DAYS (and none awaits review)."""
+        cutoff = as_of - timedelta(days=QUIET_DAYS)
+        for gap in session.exec(select(Gap).where(Gap.bot_id == bot_id,
+                                                  Gap.status == "published")):
+            moments = [as_utc(t) for t in (gap.published_at, gap.last_failure_at) if t]
+            if (max(moments) if moments else as_utc(gap.updated_at)) > cutoff:
+                continue
+            if session.exec(select(Suggestion.id).where(
+                    Suggestion.gap_id == gap.id,
+                    col(Suggestion.status).in_(OPEN_SUGGESTION))).first() is not None:
+                continue
+            gap.status = "closed"
+            gap.updated_at = utcnow()
+            session.add(gap)
+            result.gaps_closed += 1
 
     # -- stages wired to storage -------------------------------------------------------------
 
@@ -253,20 +638,26 @@ class Cycle:
         return set(lost)
 
     def _cluster(self, session: Session, *, bot_id: str, batch: EmbeddedSignals,
-                 threshold: float) -> set[str]:
+                 threshold: float) -> tuple[set[str], set[str]]:
+        """Assign a batch of failures to gaps. Returns the gaps they joined or seeded, and
+        those among them whose new agents' replies disagree with the gap (split candidates).
+        """
         if not batch.signals:
-            return set()
-        # Rejected gaps stay candidates so their failures accumulate there (and stay suppressed)
-        # instead of seeding a look-alike gap.
+            return set(), set()
+        # Rejected and published gaps stay candidates so their failures accumulate there
+        # (suppressed, or as a follow-up of what was published) instead of seeding a
+        # look-alike gap; both are frozen so that they never drift onto other topics.
         gaps = list(session.exec(select(Gap).where(
-            Gap.bot_id == bot_id, col(Gap.status).in_(("open", "rejected")))))
+            Gap.bot_id == bot_id, col(Gap.status).in_(ASSIGNABLE))))
         states = [GapState(id=g.id, centroid=_vec(g.centroid).copy(), size=g.size,
                            reply_centroid=_vec(g.reply_centroid).copy() if g.reply_centroid
-                           else None, replies=g.replies, frozen=g.status == "rejected")
+                           else None, replies=g.replies, frozen=g.status in FROZEN)
                   for g in gaps]
         changed = assign(batch.vectors, states, threshold=threshold, replies=batch.replies)
         touched: set[str] = set()
+        odd: set[str] = set()
         by_id = {g.id: g for g in gaps}
+        rows: list[dict[str, Any]] = []
         for state in changed:
             if state.id is None:
                 gap = Gap(bot_id=bot_id, kind="new_answer", centroid=b"")
@@ -277,22 +668,33 @@ class Cycle:
                 if state.reply_centroid is not None else None
             gap.size = state.size
             gap.replies = state.replies
+            newest = max(as_utc(batch.signals[i].at) for i in state.members)
+            gap.last_failure_at = max(newest, as_utc(gap.last_failure_at)) \
+                if gap.last_failure_at else newest
             gap.updated_at = utcnow()
             session.add(gap)
-            session.flush()
+            member_replies = [batch.replies[i] for i in state.members
+                              if batch.replies[i] is not None]
+            if not state.frozen and member_replies and recluster.disagrees(
+                    state.reply_centroid, np.stack(member_replies)):  # type: ignore[arg-type]
+                odd.add(gap.id)
             for i in state.members:
                 s = batch.signals[i]
                 reply = batch.replies[i]
-                session.add(GapEvidence(
-                    gap_id=gap.id, conversation_id=s.conversation_id, question=s.question,
-                    agent_reply=s.agent_reply, signal=s.kind, at=s.at,
-                    embedding=_blob(batch.vectors[i]),
-                    bot_entry_id=s.bot_entry_id,
-                    reply_embedding=_blob(reply) if reply is not None else None,
-                ))
+                rows.append({
+                    "gap_id": gap.id, "conversation_id": s.conversation_id,
+                    "question": s.question, "agent_reply": s.agent_reply, "signal": s.kind,
+                    "at": s.at, "embedding": _blob(batch.vectors[i]),
+                    "bot_entry_id": s.bot_entry_id,
+                    "reply_embedding": _blob(reply) if reply is not None else None,
+                })
             touched.add(gap.id)
         session.flush()
-        return touched
+        if rows:
+            # One executemany of plain rows: an ORM object per failure costs more than the
+            # insert at the scale of a full re-analysis.
+            session.execute(insert(GapEvidence), rows)
+        return touched, odd
 
     def _entry_view(self, session: Session, entry_id: str,
                     cache: dict[str, EntryView | None]) -> EntryView | None:

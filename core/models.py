@@ -154,6 +154,10 @@ class Gap(SQLModel, table=True):
     replies: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Lifecycle (docs/signals.md): open → published (a suggestion approved; still watched) →
+    # closed once no failure joined it for core.cycle.QUIET_DAYS; or rejected (frozen).
+    published_at: datetime | None = None
+    last_failure_at: datetime | None = None  # the newest failure that joined it
 
 
 class GapEvidence(SQLModel, table=True):

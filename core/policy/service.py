@@ -243,7 +243,9 @@ class Policy:
             sug.variants = variants
         session.add(sug)
         if gap is not None:
-            gap.status = "resolved"
+            # Watched, not closed: the cycle closes it once its questions stop failing.
+            gap.status = "published"
+            gap.published_at = sug.decided_at
             gap.entry_id = entry.id
             session.add(gap)
         audit(session, bot_id=sug.bot_id, actor=actor,

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import Session, select
 
 from core.bots import create_bot
 from core.conversations import ConversationIn, store_conversations
-from core.db import current_revision, make_engine, migrate, session_scope
+from core.db import alembic_config, current_revision, make_engine, migrate, session_scope
 from core.embeddings import Embedder
 from core.errors import AlreadyDecided
 from core.models import Suggestion
@@ -55,7 +56,11 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> N
     migrate(database_url)
     migrate(database_url)  # a second start must not fail or change anything
     engine = make_engine(database_url)
-    assert current_revision(engine) == "0001"
+    # The newest migration file, whichever it is (0002 added the gap lifecycle columns).
+    assert current_revision(engine) == ScriptDirectory.from_config(
+        alembic_config(database_url)).get_current_head()
+    assert {"published_at", "last_failure_at"} <= {
+        c["name"] for c in inspect(engine).get_columns("gap")}
     assert EXPECTED_TABLES <= set(inspect(engine).get_table_names())
     engine.dispose()
 
