@@ -64,8 +64,13 @@ CHUNK = 500
 ACTIONABLE = ("unanswered", "negative_feedback")
 # A rejected gap comes back only if it has grown this much since the rejection.
 REJECTED_GROWTH = 2.0
+# Rejections that judge the gap itself (not what was proposed for it).
+SCOPE_REJECTIONS = ("not_a_gap", "sensitive")
 # KB entries considered as the home of a gap (nearest to its questions).
 CANDIDATES = 3
+# An entry's satisfaction says whether its answer is the problem only once it has been given
+# this many times in the window.
+MIN_RATED = 5
 
 
 @dataclass
@@ -128,6 +133,28 @@ class SuggestionPlan:
     bot_id: str
     fields: dict[str, Any]
     occurrences_total: int
+    # True when the reviewers already refused this: the gap was judged not a real gap (or
+    # sensitive), or the same proposal was rejected before. Such a gap stays quiet until it
+    # grows markedly; a different proposal for a wrongly-answered gap is offered at once.
+    repeats_rejection: bool = False
+
+
+@dataclass(frozen=True)
+class RejectedProposal:
+    kind: str
+    entry_id: str | None
+    answer: str
+    reason: str | None
+
+    def same_as(self, kind: str, entry_id: str | None, answer: str) -> bool:
+        if self.reason in SCOPE_REJECTIONS:
+            return True
+        return (self.kind, self.entry_id) == (kind, entry_id) and (
+            kind == "add_variants" or _norm(self.answer) == _norm(answer))
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 class Cycle:
@@ -748,16 +775,31 @@ class Cycle:
             # customers' wording is far from its phrasings: that is exactly a missed variant,
             # and proposing a new entry instead would split the answer in two.
             said = answers.closest(_vec(gap.reply_centroid)) if gap.reply_centroid else None
+            rejected = [RejectedProposal(*r) for r in session.exec(
+                select(Suggestion.kind, Suggestion.entry_id, Suggestion.answer,
+                       Suggestion.reject_reason)
+                .where(Suggestion.gap_id == gap_id, Suggestion.status == "rejected")).all()]
+            # A reviewer who rejected "this belongs to entry E" has said E is not the home of
+            # these questions: E is not offered again, so the gap gets another proposal
+            # (another entry, or a new answer) instead of the same wrong one.
+            refused = {r.entry_id for r in rejected if r.entry_id}
             candidates: list[Candidate] = []
             for entry_id in dict.fromkeys(
                     [m.entry_id for m in matches[:CANDIDATES]]
                     + ([answered_with] if answered_with else []) + ([said] if said else [])):
+                if entry_id in refused:
+                    continue
                 view = self._entry_view(session, entry_id, entries)
                 if view is not None:
-                    candidates.append(Candidate(view, float(np.max(
-                        view.phrasing_vectors @ centroid))))
-        kind, entry = classify(evidence, candidates, bot_answered_with=answered_with)
-        proposal = propose(kind, evidence, entry)
+                    rated_entry = satisfaction.of(entry_id)
+                    candidates.append(Candidate(
+                        view, float(np.max(view.phrasing_vectors @ centroid)),
+                        rated_entry.share if rated_entry.answered >= MIN_RATED else None))
+        kind, entry = classify(evidence, candidates, bot_answered_with=answered_with,
+                               poor_satisfaction=settings.medium_satisfaction / 100)
+        refused_answers = [r.answer for r in rejected if r.kind == "new_answer"]
+        proposal = propose(kind, evidence, entry, refused_answers=self.embedder.embed(
+            refused_answers) if refused_answers else None)
 
         week_ago = as_of - timedelta(days=7)
         recent = [r for r in rows if week_ago < as_utc(r.at) <= as_of]
@@ -807,8 +849,11 @@ class Cycle:
             "answer": proposal.answer, "variants": proposal.variants,
             "entry_id": proposal.entry_id, "warning": warning, "evidence": evidence_doc,
         }
-        return SuggestionPlan(gap_id=gap_id, bot_id=gap.bot_id, fields=fields,
-                              occurrences_total=facts.occurrences_total)
+        return SuggestionPlan(
+            gap_id=gap_id, bot_id=gap.bot_id, fields=fields,
+            occurrences_total=facts.occurrences_total,
+            repeats_rejection=any(r.same_as(kind, proposal.entry_id, proposal.answer)
+                                  for r in rejected))
 
     def _close_empty_gap(self, session: Session, *, gap_id: str) -> None:
         gap = session.get(Gap, gap_id)
@@ -841,7 +886,8 @@ class Cycle:
             return 0, 1
         if latest is not None and latest.status == "rejected":
             size_then = int((latest.evidence or {}).get("occurrences_total", 0))
-            if plan.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
+            if plan.repeats_rejection and \
+                    plan.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
                 return 0, 0
         session.add(Suggestion(bot_id=plan.bot_id, gap_id=plan.gap_id, status="pending",
                                **plan.fields))

@@ -13,6 +13,15 @@ NO_EVIDENCE_ANSWER = (
     "No human agent has answered this question yet, so there is nothing to base an answer on. "
     "Please write the answer."
 )
+REFUSED_EVIDENCE_ANSWER = (
+    "The reviewers rejected what the agents answered to these questions, so there is nothing "
+    "else to base an answer on. Please write the answer."
+)
+# Texts that stand where an answer is missing: they must be replaced before approving.
+PLACEHOLDER_ANSWERS = (NO_EVIDENCE_ANSWER, REFUSED_EVIDENCE_ANSWER)
+# An agent reply this close to a rejected answer says the same thing (a greeting or a
+# sign-off more is not a new answer).
+REFUSED_SIMILAR = 0.9
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ def reply_coherence(replies: np.ndarray) -> float:
 
 
 def classify(evidence: list[Evidence], candidates: list[Candidate], *,
-             bot_answered_with: str | None) -> tuple[str, EntryView | None]:
+             bot_answered_with: str | None,
+             poor_satisfaction: float = POOR_SATISFACTION) -> tuple[str, EntryView | None]:
     """new_answer, improve_answer or add_variants, and the entry it concerns.
 
     - the agents answered with what an entry says — their replies are as close to its answer
@@ -87,7 +97,8 @@ def classify(evidence: list[Evidence], candidates: list[Candidate], *,
       questions near that entry's phrasings (cosine ≥ 0.5) → the bot did not recognise a
       known question: add variants to that entry (or improve it, if the bot already gave it);
     - the bot answered with an entry, customers were unhappy, and either no agent replied or
-      the entry satisfies under 60% of the customers it answers → improve that answer;
+      the entry satisfies fewer than `poor_satisfaction` (the bot's medium_satisfaction,
+      default 60%) of the customers it answers → improve that answer;
     - no agent reply, but the questions sit very near an entry (cosine ≥ 0.7) → add variants;
     - otherwise → a new topic (including unhappy customers who got an entry that satisfies
       most others while the agents answered them differently: they asked something else).
@@ -107,7 +118,7 @@ def classify(evidence: list[Evidence], candidates: list[Candidate], *,
             return "add_variants", best.entry
     answered = next((c for c in candidates if c.entry.id == bot_answered_with), None)
     if answered is not None and (not replies or (
-            answered.satisfaction is not None and answered.satisfaction < POOR_SATISFACTION)):
+            answered.satisfaction is not None and answered.satisfaction < poor_satisfaction)):
         return "improve_answer", answered.entry
     if not replies and candidates and candidates[0].similarity >= NEAR_QUESTIONS_WITHOUT_REPLIES:
         return "add_variants", candidates[0].entry
@@ -115,17 +126,17 @@ def classify(evidence: list[Evidence], candidates: list[Candidate], *,
 
 
 def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
-            max_variants: int = 8, refused_answers: list[str] | None = None) -> Proposal:
+            max_variants: int = 8, refused_answers: np.ndarray | None = None) -> Proposal:
     """The most representative agent reply as the answer; the customers' phrasings as triggers.
 
-    `refused_answers` are answers the reviewers rejected for this gap before: a reply that
-    repeats one of them is not proposed again.
+    `refused_answers` are the vectors of answers the reviewers rejected for this gap before:
+    a reply that says the same (cosine ≥ 0.9) is not proposed again.
     """
     qvecs = np.stack([e.question_vector for e in evidence])
     center = medoid(qvecs)
-    refused = {_norm(a) for a in refused_answers or []}
-    with_reply = [e for e in evidence if e.agent_reply and e.reply_vector is not None
-                  and _norm(e.agent_reply) not in refused]
+    replied = [e for e in evidence if e.agent_reply and e.reply_vector is not None]
+    with_reply = [e for e in replied if refused_answers is None or not len(refused_answers)
+                  or float(np.max(refused_answers @ e.reply_vector)) < REFUSED_SIMILAR]
     warning: str | None = None
     answer_vector: np.ndarray | None = None
     if kind == "add_variants" and entry is not None:
@@ -146,7 +157,7 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
         confidence = _score(agreement, len(with_reply), extra=purity)
     else:
         answer = entry.answer if (kind == "improve_answer" and entry is not None) \
-            else NO_EVIDENCE_ANSWER
+            else REFUSED_EVIDENCE_ANSWER if replied else NO_EVIDENCE_ANSWER
         confidence = 15
         warning = "No agent reply to learn from: write or check the answer before approving."
 

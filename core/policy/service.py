@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.errors import AlreadyDecided, InvalidInput, NotFound
 from core.kb import IndexSync, change_entry, entry_public, get_entry, insert_entry, list_versions
 from core.models import AuditEvent, Bot, Gap, KBEntry, Suggestion, utcnow
-from core.pipeline.proposals import NO_EVIDENCE_ANSWER
+from core.pipeline.proposals import PLACEHOLDER_ANSWERS
 from core.policy.commands import (
     Actor,
     Approve,
@@ -171,7 +171,7 @@ class Policy:
             if isinstance(cmd, Reject):
                 values["reject_reason"] = cmd.reason.value
             if isinstance(cmd, Approve) and sug.kind == "new_answer" \
-                    and sug.answer == NO_EVIDENCE_ANSWER:
+                    and sug.answer in PLACEHOLDER_ANSWERS:
                 raise InvalidInput("this suggestion has no answer yet: use edit with an answer",
                                    field="answer")
             # The conditional update is the lock: whoever flips the status first wins.

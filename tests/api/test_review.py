@@ -498,3 +498,41 @@ def test_rejected_gap_returns_only_after_doubling(api, world):
     [back] = [s for s in api.suggestions(world.slug, "pending") if s["answer"] in GIFT_REPLIES]
     assert back["id"] != gift["id"]
     assert back["evidence"]["occurrences_total"] == 4
+
+
+def test_a_wrong_home_rejected_is_not_proposed_again_but_the_gap_is(api, bot):
+    """The reviewer says "these are not the return-policy question": the gap's customers still
+    fail, so the next cycle offers something else at once (a new answer from the agents'
+    replies), never the same entry again."""
+    entry = returns_kb(api, bot.slug)
+    api.ingest(bot.slug, escalations(api, "ret", RETURN_MISSES[:4], RETURN_REPLIES[:4],
+                                     api.BASE))
+    api.run_cycle(bot.slug, api.BASE + timedelta(days=1))
+    [first] = api.suggestions(bot.slug, "pending")
+    assert (first["kind"], first["entry_id"]) == ("add_variants", entry["id"])
+    r = api.decide(first["id"], "reject", "bob", reason="wrong_information",
+                   comment="not our return policy")
+    assert r.status_code == 200, r.text
+
+    # one more customer fails the same way: far below doubling, yet a different proposal
+    start = api.BASE + timedelta(days=2)
+    api.ingest(bot.slug, escalations(api, "ret-more", RETURN_MISSES[4:], RETURN_REPLIES[4:],
+                                     start))
+    assert api.run_cycle(bot.slug, start + timedelta(hours=1))["suggestions_created"] == 1
+    [second] = api.suggestions(bot.slug, "pending")
+    assert second["id"] != first["id"]
+    assert second["kind"] == "new_answer" and second["entry_id"] is None
+    assert RETURN_ANSWER in second["answer"]
+
+    # rejected again for its content: neither that answer nor the same with a greeting is
+    # offered a third time; the reviewers are asked to write it
+    api.decide(second["id"], "reject", "bob", reason="wrong_information")
+    api.ingest(bot.slug, escalations(api, "ret-again", ["can I return a gift I received?"],
+                                     [f"Hello there! {RETURN_ANSWER}"],
+                                     start + timedelta(hours=2)))
+    api.run_cycle(bot.slug, start + timedelta(hours=3))
+    [third] = api.suggestions(bot.slug, "pending")
+    assert RETURN_ANSWER not in third["answer"] and "write the answer" in third["answer"]
+    assert third["warning"]
+    r = api.decide(third["id"], "approve", "alice")
+    assert 400 <= r.status_code < 500 and r.status_code != 409, r.text

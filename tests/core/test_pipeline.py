@@ -136,7 +136,7 @@ def test_agents_who_agree_with_each_other_more_than_with_an_entry_give_another_a
 
 
 def test_triggers_come_only_from_questions_the_answer_answers(embedder: Embedder) -> None:
-    questions = CANADA + ["can I get a student discount"]
+    questions = [*CANADA, "can I get a student discount"]
     ev = _evidence(embedder, questions, [CANADA_REPLY] * 3 +
                    ["Students get 10% off with a valid student email."])
     p = propose("new_answer", ev, None)

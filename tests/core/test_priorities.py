@@ -107,8 +107,8 @@ def conv(cid: str, days_ago: float, *, then: tuple[tuple[str, str], ...] = (),
     msgs = [{"role": "customer", "text": Q, "at": at.isoformat()},
             {"role": "bot", "text": A, "at": (at + timedelta(seconds=2)).isoformat(),
              "entry_id": entry}]
-    for k, (role, text) in enumerate(then):
-        msgs.append({"role": role, "text": text,
+    for k, (role, said) in enumerate(then):
+        msgs.append({"role": role, "text": said,
                      "at": (at + timedelta(seconds=30 * (k + 1))).isoformat()})
     return {"id": cid, "started_at": at.isoformat(), "messages": msgs, "csat": csat,
             "feedback": [{"message_index": 1, "rating": feedback}] if feedback else []}
