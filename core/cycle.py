@@ -184,7 +184,9 @@ class Cycle:
         (or none holds any). Conversations are streamed in pages of FULL_BATCH.
 
         Question and reply vectors already stored with the evidence are reused (a vector
-        depends on its text only); pass `reembed` after switching the embedding model."""
+        depends on its text only); pass `reembed` after switching the embedding model.
+        Interrupted, it is simply run again: suggestions still on superseded gaps are carried
+        over then."""
         return self.run(bot_id=bot_id, as_of=as_of, full=True, reembed=reembed)
 
     def _lock_for(self, bot_id: str) -> threading.Lock:

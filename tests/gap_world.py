@@ -74,6 +74,11 @@ class GapWorld:
             return set(session.exec(select(GapEvidence.question).where(
                 GapEvidence.gap_id == gap_id)).all())
 
+    def evidence_count(self, gap_id: str | None) -> int:
+        with Session(self.svc.engine) as session:
+            return len(session.exec(select(GapEvidence.id).where(
+                GapEvidence.gap_id == gap_id)).all())
+
     def approve(self, suggestion: Suggestion) -> str:
         result = self.svc.policy.decide(Approve(suggestion_id=suggestion.id, actor=REVIEWER))
         assert result.entry_id is not None

@@ -19,8 +19,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GapState:
-    """An open gap as the clustering sees it: running centroids of its questions and of the
-    human agents' replies to them (None until one has a reply), and a size."""
+    """A gap as the clustering sees it (open, or frozen: rejected or published): running
+    centroids of its questions and of the human agents' replies to them (None until one has
+    a reply), and a size."""
 
     id: str | None  # None for a gap created in this pass
     centroid: np.ndarray

@@ -59,6 +59,7 @@ def test_full_reanalysis_rebuilds_open_gaps_and_keeps_decided_history(
     old_charger = {s.id for s in by_topic["charger"]}
     published_questions = world.questions_of(published_id)
     rejected_questions = world.questions_of(rejected_gap)
+    counts = {g: world.evidence_count(g) for g in (published_id, rejected_gap)}
 
     # The admin loosens the threshold and asks for a full re-analysis.
     world.settings(gap_similarity=0.65)
@@ -82,6 +83,9 @@ def test_full_reanalysis_rebuilds_open_gaps_and_keeps_decided_history(
     assert world.gap(rejected_gap).status == "rejected"
     assert world.questions_of(rejected_gap) == rejected_questions
     assert {s.status for s in world.suggestions() if s.gap_id == rejected_gap} == {"rejected"}
+    # ...and their failures are not counted a second time.
+    assert {g: world.evidence_count(g) for g in counts} == counts
+    assert world.gap(rejected_gap).size == counts[rejected_gap]
     _one_open_suggestion_per_gap(world)
     [open_gap] = world.gaps("open")
     assert open_gap.id == charger.gap_id
