@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -78,9 +79,35 @@ class WeekRow:
         return self.wrong / self.conversations if self.conversations else 0.0
 
 
+# Confidence buckets of the calibration table: (label, lowest score, highest score).
+BUCKETS = [("0-59", 0, 59), ("60-69", 60, 69), ("70-79", 70, 79), ("80-89", 80, 89),
+           ("90-100", 90, 100)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One simulated decision: the suggestion's confidence then, and what the admin did."""
+
+    confidence: int
+    outcome: str  # approved | edited | rejected
+
+
 @dataclass
 class ReplayResult:
     weeks: list[WeekRow] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def calibration(self) -> str:
+        """Score bucket → how often suggestions in it were approved without edit."""
+        rows = [("bucket", "decided", "approved as is")]
+        spans = [(label, lo, hi) for label, lo, hi in BUCKETS] + [("≥ 80", 80, 100),
+                                                                  ("≥ 90", 90, 100)]
+        for label, lo, hi in spans:
+            inside = [v for v in self.verdicts if lo <= v.confidence <= hi]
+            rate = (f"{sum(v.outcome == 'approved' for v in inside) / len(inside):.0%}"
+                    if inside else "-")
+            rows.append((label, str(len(inside)), rate))
+        return "\n".join(f"{a:>7} {b:>8} {c:>15}" for a, b, c in rows)
 
     def table(self) -> str:
         head = (f"{'week':>4} {'convs':>6} {'resolved':>9} {'wrong':>7} {'escal.':>7} "
@@ -98,6 +125,8 @@ class ReplayResult:
             rejected = sum(w.rejected for w in self.weeks) / decided
             lines.append(f"decided {decided}: approved as is {approved:.0%}, "
                          f"edited {edited:.0%}, rejected {rejected:.0%}")
+        if self.verdicts:
+            lines += ["", "calibration (confidence when decided):", self.calibration()]
         return "\n".join(lines)
 
     def chart(self, path: Path) -> Path:
@@ -180,6 +209,12 @@ def reference_answer(label: str) -> str:
     return f"About {topic}: " + " ".join(rng.sample(FACTS, 3))
 
 
+def _statements(text: str) -> frozenset[str]:
+    """What an answer says, as a set of normalised sentences (order and spacing aside)."""
+    parts = re.split(r"(?<=[.!?:])\s+", text.strip())
+    return frozenset(" ".join(p.lower().split()) for p in parts if p.strip())
+
+
 class Replay:
     def __init__(self, services: Services, *, data: dict[str, list[str]],
                  config: ReplayConfig, bot_slug: str = "replay") -> None:
@@ -204,11 +239,12 @@ class Replay:
         self.rng.shuffle(order)
         self.weights = {label: 1.0 / (rank + 1) ** config.zipf for rank, label in
                         enumerate(order)}
-        self.answer_label = {reference_answer(lb): lb for lb in labels}
+        self.answer_label = {_statements(reference_answer(lb)): lb for lb in labels}
         self.entry_label: dict[str, str] = {}
         self.text_label: dict[str, str] = {t: lb for lb, ts in data.items() for t in ts}
         self.bot_slug = bot_slug
         self.bot: Bot | None = None
+        self.verdicts: list[Verdict] = []
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -219,7 +255,7 @@ class Replay:
                             answer=reference_answer(lb), variants=self.kb_texts[lb][1:],
                             actor=ADMIN) for lb in sorted(self.covered)]
         for created, cmd in zip(self.svc.policy.create_entries(cmds), cmds, strict=True):
-            self.entry_label[created["id"]] = self.answer_label[cmd.answer]
+            self.entry_label[created["id"]] = self.answer_label[_statements(cmd.answer)]
         self.bot = bot
         return bot
 
@@ -279,7 +315,7 @@ class Replay:
         t0 = time.perf_counter()
         self.svc.cycle.run(bot_id=self.bot.id, as_of=start + timedelta(days=7))
         row.cycle_seconds = time.perf_counter() - t0
-        self._review(row)
+        self._review(row, self.verdicts)
         with Session(self.svc.engine) as session:
             row.suggestions_pending = len(session.exec(select(Suggestion.id).where(
                 Suggestion.bot_id == self.bot.id, Suggestion.status == "pending")).all())
@@ -287,16 +323,22 @@ class Replay:
 
     # -- the simulated admin ------------------------------------------------------------------
 
-    def _review(self, row: WeekRow) -> None:
+    def _says(self, answer: str) -> str | None:
+        """The label whose reference answer this text states exactly (the admin reads what an
+        answer says: a reworded greeting or sentence order does not matter, a missing or an
+        extra fact does)."""
+        return self.answer_label.get(_statements(answer))
+
+    def _review(self, row: WeekRow, verdicts: list[Verdict]) -> None:
         assert self.bot is not None
         with Session(self.svc.engine) as session:
             pending = list(session.exec(select(Suggestion).where(
                 Suggestion.bot_id == self.bot.id, col(Suggestion.status) == "pending")))
         pending.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score))
         for sug in pending[: self.cfg.decisions_per_week]:
-            self._decide(sug, row)
+            verdicts.append(Verdict(sug.confidence, self._decide(sug, row)))
 
-    def _decide(self, sug: Suggestion, row: WeekRow) -> None:
+    def _decide(self, sug: Suggestion, row: WeekRow) -> str:
         """Judge from the evidence a reviewer sees: is the answer right for what the customers
         asked, and are the phrasings about the same thing?"""
         asked = [self.text_label.get(v) for v in [sug.question, *sug.variants]]
@@ -305,37 +347,40 @@ class Replay:
             self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
                                           reason=RejectReason.not_a_gap))
             row.rejected += 1
-            return
+            return "rejected"
         label, _ = votes.most_common(1)[0]
         target = self.entry_label.get(sug.entry_id or "") if sug.entry_id else None
         right_answer = reference_answer(label)
         good_variants = [v for v in sug.variants if self.text_label.get(v) == label]
         if sug.kind == "new_answer" or target is None:
-            answer_ok = self.answer_label.get(sug.answer) == label
+            answer_ok = self._says(sug.answer) == label
         else:
             answer_ok = target == label and (sug.kind == "add_variants"
-                                             or self.answer_label.get(sug.answer) == label)
+                                             or self._says(sug.answer) == label)
         if answer_ok and len(good_variants) == len(sug.variants) and \
                 self.text_label.get(sug.question) in (label, None):
             result = self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN))
             row.approved += 1
+            outcome = "approved"
         elif target is not None and target != label:
             self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
                                           reason=RejectReason.wrong_information))
             row.rejected += 1
-            return
+            return "rejected"
         else:
             result = self.svc.policy.decide(EditAndApprove(
                 suggestion_id=sug.id, actor=ADMIN, answer=right_answer, variants=good_variants))
             row.edited += 1
+            outcome = "edited"
         if result.entry_id and result.entry_id not in self.entry_label:
             self.entry_label[result.entry_id] = label
+        return outcome
 
     def run(self, *, start: datetime | None = None) -> ReplayResult:
         if self.bot is None:
             self.seed()
         begin = start or datetime(2026, 1, 5, tzinfo=UTC)
-        result = ReplayResult()
+        result = ReplayResult(verdicts=self.verdicts)
         for number in range(1, self.cfg.weeks + 1):
             result.weeks.append(self.week(number, begin + timedelta(days=7 * (number - 1))))
         return result

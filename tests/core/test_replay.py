@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from core.pipeline.signals import FALLBACK_RE
-from core.replay import FALLBACK, Replay, ReplayConfig, load_labelled
+from core.replay import FALLBACK, Replay, ReplayConfig, load_labelled, reference_answer
 from core.services import Services
 
 TOPICS = {
@@ -50,6 +51,11 @@ def test_replay_learns_the_uncovered_topics(services: Services, tmp_path: Path) 
     assert last.resolution > first.resolution + 0.2
     assert sum(w.approved + w.edited for w in result.weeks) >= 2
     assert "approved as is" in result.table()
+    # every decision is in the calibration table, in the bucket of its confidence
+    decided = sum(w.approved + w.edited + w.rejected for w in result.weeks)
+    assert len(result.verdicts) == decided
+    table = result.calibration().splitlines()
+    assert sum(int(line.split()[1]) for line in table[1:6]) == decided
     png = result.chart(tmp_path / "replay.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -67,3 +73,17 @@ def test_bad_labelled_files_are_refused(tmp_path: Path) -> None:
     bad.write_text("text,label\nhello,\n")
     with pytest.raises(ValueError, match=r"bad\.csv:2"):
         load_labelled(bad)
+
+
+def test_the_simulated_admin_reads_what_an_answer_says(services: Services, tmp_path: Path
+                                                       ) -> None:
+    replay = Replay(services, data=load_labelled(_csv(tmp_path)), config=ReplayConfig())
+    answer = reference_answer("refund_status")
+    topic, facts = answer.split(": ", 1)
+    first, *rest = re.split(r"(?<=\.)\s+", facts)
+    reordered = f"{topic}: " + " ".join([*rest, first])
+    assert reordered != answer
+    assert replay._says(answer) == "refund_status"
+    assert replay._says("  " + answer.replace(" ", "  ")) == "refund_status"
+    assert replay._says(reordered) == "refund_status"
+    assert replay._says(answer + " Call us on Sundays.") is None  # an extra claim needs an edit
