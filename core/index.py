@@ -47,6 +47,7 @@ class PhrasingIndex(Protocol):
     def remove_entry(self, *, bot_id: str, entry_id: str) -> None: ...
     def existing_ids(self, *, bot_id: str, entry_id: str) -> set[str]: ...
     def query(self, *, bot_id: str, vector: np.ndarray, k: int) -> list[Hit]: ...
+    def query_many(self, *, bot_id: str, vectors: np.ndarray, k: int) -> list[list[Hit]]: ...
     def snapshot(self, *, bot_id: str) -> dict[str, dict[str, Any]]: ...
     def reset_bot(self, *, bot_id: str) -> None: ...
 
@@ -176,13 +177,23 @@ class ChromaIndex:
             hits = self._hits(res)
         return hits[:k]
 
+    def query_many(self, *, bot_id: str, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """`query` for several vectors in one round trip (the cycle's evidence replay)."""
+        if not len(vectors):
+            return []
+        col = self._call("open", self._collection, bot_id)
+        res = self._call("query", col.query,
+                         query_embeddings=np.asarray(vectors, dtype=np.float32),
+                         n_results=k + k // 2, include=["metadatas", "distances"])
+        return [self._hits(res, row)[:k] for row in range(len(vectors))]
+
     @staticmethod
-    def _hits(res: dict[str, Any]) -> list[Hit]:
+    def _hits(res: dict[str, Any], row: int = 0) -> list[Hit]:
         """Active neighbours only. Documents are not fetched: answering needs only the entry,
         and leaving them out makes the query cheaper."""
         out: list[Hit] = []
-        for pid, meta, dist in zip(res["ids"][0], res["metadatas"][0], res["distances"][0],
-                                   strict=True):
+        for pid, meta, dist in zip(res["ids"][row], res["metadatas"][row],
+                                   res["distances"][row], strict=True):
             if meta.get("active", False):
                 out.append(Hit(pid, str(meta["entry_id"]), 1.0 - float(dist)))
         return out

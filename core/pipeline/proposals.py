@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.pipeline.gaps import medoid
 
 LOW_CONFIDENCE = 60
+# Nothing to base an answer on: the reviewer has to write it.
+NO_EVIDENCE_CONFIDENCE = 15
 NO_EVIDENCE_ANSWER = (
     "No human agent has answered this question yet, so there is nothing to base an answer on. "
     "Please write the answer."
@@ -51,6 +53,13 @@ class Proposal:
     confidence: int
     warning: str | None
     entry_id: str | None
+    # What a generator drafts from: the questions this answer is for (most typical first),
+    # their vectors, and the agents' replies to them (most representative first).
+    asked: list[str] = field(default_factory=list)
+    asked_vectors: np.ndarray | None = None
+    sources: list[str] = field(default_factory=list)
+    # Vectors of the phrasings the proposal would add to the index (question and variants).
+    new_phrasing_vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
     else:
         answer = entry.answer if (kind == "improve_answer" and entry is not None) \
             else REFUSED_EVIDENCE_ANSWER if replied else NO_EVIDENCE_ANSWER
-        confidence = 15
+        confidence = NO_EVIDENCE_CONFIDENCE
         warning = "No agent reply to learn from: write or check the answer before approving."
 
     # Triggers come only from questions this answer answers: one whose agent said something
@@ -177,8 +186,28 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
         variants = [v for v in variants if v != question]
     if warning is None and confidence < LOW_CONFIDENCE:
         warning = f"Low confidence ({confidence}/100): check the answer before approving."
+    typical = [members[i] for i in np.argsort(-(mvecs @ mvecs.mean(axis=0)), kind="stable")]
+    vector_of = {evidence[i].question: qvecs[i] for i in members}
+    added = ([question] if kind == "new_answer" else []) + variants
     return Proposal(kind, question, answer, variants, confidence, warning,
-                    entry.id if entry is not None and kind != "new_answer" else None)
+                    entry.id if entry is not None and kind != "new_answer" else None,
+                    asked=[evidence[i].question for i in typical],
+                    asked_vectors=qvecs[typical],
+                    sources=_representative_replies([evidence[i] for i in members],
+                                                    with_reply),
+                    new_phrasing_vectors=np.stack([vector_of[t] for t in added])
+                    if added else np.zeros((0, qvecs.shape[1]), dtype=qvecs.dtype))
+
+
+def _representative_replies(members: list[Evidence], usable: list[Evidence]) -> list[str]:
+    """The members' usable agent replies, most representative (closest to all) first."""
+    allowed = {id(e) for e in usable}
+    picked = [e for e in members if id(e) in allowed]
+    if not picked:
+        return []
+    rvecs = np.stack([e.reply_vector for e in picked])  # type: ignore[misc]
+    order = np.argsort(-(rvecs @ rvecs.mean(axis=0)), kind="stable")
+    return [picked[i].agent_reply or "" for i in order]
 
 
 def answered_by(evidence: list[Evidence], qvecs: np.ndarray,

@@ -89,6 +89,9 @@ class FlakyIndex:
     def query(self, *, bot_id: str, vector: np.ndarray, k: int) -> list[Hit]:
         return self.inner.query(bot_id=bot_id, vector=vector, k=k)
 
+    def query_many(self, *, bot_id: str, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        return self.inner.query_many(bot_id=bot_id, vectors=vectors, k=k)
+
     def snapshot(self, *, bot_id: str) -> dict[str, dict[str, object]]:
         return self.inner.snapshot(bot_id=bot_id)
 
