@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     llm_model: str | None = Field(default=None, validation_alias="AUTOTRAIN_LLM_MODEL")
+    # auto: the LLM when a model and an endpoint are configured, else offline drafting.
+    generator: Literal["auto", "offline", "llm"] = Field(
+        default="auto", validation_alias="AUTOTRAIN_GENERATOR")
+    llm_concurrency: int = Field(default=4, ge=1, le=64,
+                                 validation_alias="AUTOTRAIN_LLM_CONCURRENCY")
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600,
+                                       validation_alias="AUTOTRAIN_LLM_TIMEOUT_SECONDS")
 
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(
@@ -85,6 +92,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute URL such as http://host:port")
         return value
 
+    @model_validator(mode="after")
+    def _llm_when_asked(self) -> Settings:
+        if self.generator == "llm" and not self.llm_enabled:
+            raise ValueError("AUTOTRAIN_GENERATOR=llm needs AUTOTRAIN_LLM_MODEL and "
+                             "OPENAI_BASE_URL or OPENAI_API_KEY")
+        return self
+
     # -- derived ---------------------------------------------------------
 
     @property
@@ -106,6 +120,11 @@ class Settings(BaseSettings):
         return bool(self.llm_model and (self.openai_base_url or self.openai_api_key))
 
     @property
+    def uses_llm(self) -> bool:
+        """Whether suggestions are drafted by the LLM (else offline)."""
+        return self.generator == "llm" or (self.generator == "auto" and self.llm_enabled)
+
+    @property
     def slack_enabled(self) -> bool:
         return self.slack_bot_token is not None and self.slack_signing_secret is not None
 
@@ -121,7 +140,7 @@ class Settings(BaseSettings):
             "vector index": f"chroma server {self.chroma_url}" if self.chroma_url
             else "embedded chroma",
             "jobs": "arq on redis" if self.redis_url else "in-process",
-            "generation": f"llm {self.llm_model}" if self.llm_enabled else "offline",
+            "generation": f"llm {self.llm_model}" if self.uses_llm else "offline",
             "slack": "on" if self.slack_enabled else "off",
             "email": "smtp" if self.smtp_enabled else f"files in {self.mail_outbox_dir}",
         }
@@ -134,7 +153,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            name = str(err["loc"][0]) if err["loc"] else "generator"
             alias = Settings.model_fields[name].validation_alias if name in Settings.model_fields \
                 else name
             problems.append(f"{alias or name}: {err['msg']}")

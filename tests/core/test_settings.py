@@ -25,6 +25,8 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(("var", "value"), [
     ("SMTP_PORT", "not-a-port"), ("SMTP_PORT", "70000"), ("DATABASE_URL", "mysql://db/x"),
     ("CHROMA_URL", "localhost"), ("SMTP_TLS", "maybe"), ("AUTOTRAIN_CYCLE_INTERVAL_MINUTES", "0"),
+    ("AUTOTRAIN_GENERATOR", "gpt"), ("AUTOTRAIN_LLM_CONCURRENCY", "0"),
+    ("AUTOTRAIN_LLM_TIMEOUT_SECONDS", "-1"),
 ])
 def test_a_bad_value_names_the_variable(var: str, value: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +55,17 @@ def test_secrets_never_appear_in_reprs_or_logs(monkeypatch: pytest.MonkeyPatch,
         assert v not in text
     assert s.slack_enabled and s.api_key is not None
     assert s.api_key.get_secret_value() == "adm-s3cret"
+
+
+def test_the_llm_drafts_only_when_a_model_and_an_endpoint_are_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("AUTOTRAIN_LLM_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "AUTOTRAIN_GENERATOR"):
+        monkeypatch.delenv(var, raising=False)
+    assert load_settings().uses_llm is False
+    local = {"AUTOTRAIN_LLM_MODEL": "smollm2", "OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"}
+    assert load_settings(**local).uses_llm is True
+    assert load_settings(**local, AUTOTRAIN_GENERATOR="offline").uses_llm is False
+    # asking for the LLM without saying which one is refused at start-up, naming the variable
+    with pytest.raises(SettingsError, match=r"AUTOTRAIN_GENERATOR.*AUTOTRAIN_LLM_MODEL"):
+        load_settings(AUTOTRAIN_GENERATOR="llm")
