@@ -30,7 +30,7 @@ from core.generation.safety import (
     strip_unknown_links,
 )
 
-__all__ = ["MISSING_INFORMATION_ANSWER", "NO_EVIDENCE_ANSWER", "LLMGenerator"]
+__all__ = ["MISSING_INFORMATION_ANSWER", "NO_EVIDENCE_ANSWER", "REPLY_SCHEMA", "LLMGenerator"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,20 @@ Reply with one JSON object and nothing else:
 {"answer": string, "language": ISO 639-1 code of the answer, "supported": number from 0 to 1 \
 (your own check: how well the evidence supports every statement in the answer), \
 "missing_information": boolean}"""
+
+# The reply's JSON schema, for servers that can enforce one during sampling (llama.cpp server:
+# response_format={"type": "json_object", "schema": REPLY_SCHEMA}). Plain "json_object" mode,
+# the default, only guarantees some JSON object; _Reply checks the rest.
+REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string"},
+        "language": {"type": "string"},
+        "supported": {"type": "number", "minimum": 0, "maximum": 1},
+        "missing_information": {"type": "boolean"},
+    },
+    "required": ["answer", "language", "supported", "missing_information"],
+}
 
 _TASKS = {
     "new_answer": "The bot could not answer these customers' questions. Write the answer the "
@@ -272,14 +286,21 @@ class LLMGenerator:
     Customer and agent text goes out redacted and framed as data; the reply must be a JSON
     object, is stripped of links the evidence does not contain and redacted again. Whatever
     goes wrong for a gap (timeouts, rate limits, invalid JSON) ends in the `fallback`
-    generator's draft, with a warning saying why."""
+    generator's draft, with a warning saying why.
+
+    A gap takes at most (max_retries + 1) × timeout_s plus backoff per call, and up to two
+    calls (one more when the first reply is not the JSON asked for). `backoff_s` is the first
+    retry's delay (then doubling, capped at 30 s; a 429's Retry-After is honoured up to 60 s).
+    `response_format` replaces the default {"type": "json_object"}, e.g. to add llama.cpp's
+    "schema": REPLY_SCHEMA."""
 
     name = "llm"
 
     def __init__(self, client: openai.OpenAI, model: str, *, max_concurrency: int = 4,
                  timeout_s: float = 30, max_retries: int = 3, fallback: Generator,
                  backoff_s: float = 1.0, max_tokens: int = 700,
-                 temperature: float = 0.2) -> None:
+                 temperature: float = 0.2,
+                 response_format: dict[str, Any] | None = None) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_retries < 0:
@@ -295,6 +316,8 @@ class LLMGenerator:
         self.backoff_s = backoff_s
         self.max_tokens = max_tokens
         self.temperature = temperature
+        # JSON mode is what OpenAI, vLLM, Ollama and llama.cpp server all accept.
+        self.response_format = response_format or {"type": "json_object"}
 
     def draft_all(self, contexts: list[GapContext]) -> list[Draft]:
         if not contexts:
@@ -421,7 +444,7 @@ class LLMGenerator:
             self.client.chat.completions.create,
             model=self.model,
             messages=messages,  # type: ignore[arg-type]
-            response_format={"type": "json_object"},
+            response_format=self.response_format,  # type: ignore[arg-type]
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             timeout=self.timeout_s,

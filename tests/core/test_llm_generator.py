@@ -13,7 +13,12 @@ import openai
 import pytest
 
 from core.generation import Draft, GapContext, RejectedDraft
-from core.generation.llm import MISSING_INFORMATION_ANSWER, NO_EVIDENCE_ANSWER, LLMGenerator
+from core.generation.llm import (
+    MISSING_INFORMATION_ANSWER,
+    NO_EVIDENCE_ANSWER,
+    REPLY_SCHEMA,
+    LLMGenerator,
+)
 from tests.fake_openai import FakeOpenAI, Reply, answer_json, running_fake_openai
 
 API_KEY = "sk-test-Zq8v3XkLm2pR7tYw"
@@ -147,6 +152,14 @@ def test_the_prompt_names_the_customers_language(server, client, offline):
     assert "write the answer in French" in server.user_prompts()[0]
     assert server.requests[0]["response_format"] == {"type": "json_object"}
     assert draft.language == "fr" and draft.warnings == []
+
+
+def test_a_server_that_enforces_a_schema_can_be_sent_one(server, client, offline):
+    server.script(GOOD)
+    fmt = {"type": "json_object", "schema": REPLY_SCHEMA}
+    generator(client, offline, response_format=fmt).draft_all([charger_gap()])
+    assert server.requests[0]["response_format"] == fmt
+    assert server.requests[0]["model"] == "test-model"
 
 
 # -- what comes back ---------------------------------------------------------------------------
