@@ -205,8 +205,9 @@ def build_prompt(ctx: GapContext) -> _Prompt:
         comment, _ = _clean([r.comment or ""], 1)
         rejected.append(f"do not repeat: {answer[0] if answer else ''}\n"
                         f"reason: {r.reason}\ncomment: {comment[0] if comment else '(none)'}")
-    # Detected on the original questions: redaction placeholders are English words.
-    language = _detect_language(ctx.questions[:_MAX_QUESTIONS])
+    # Detected before redaction: placeholders like "[phone]" are English words.
+    language = _detect_language([q for q in ctx.questions[:_MAX_QUESTIONS]
+                                 if not looks_like_instructions(q)])
 
     parts = [_TASKS.get(ctx.kind, _TASKS["new_answer"])]
     parts.append(quote_untrusted("customer questions", questions))
@@ -241,7 +242,8 @@ def build_prompt(ctx: GapContext) -> _Prompt:
 def _parse(content: str | None) -> _Reply:
     if not content or not content.strip():
         raise _InvalidReply("empty reply")
-    text = content.strip()
+    # Reasoning models may think aloud before the JSON despite JSON mode.
+    text = re.sub(r"^\s*<think>.*?</think>", "", content, flags=re.DOTALL).strip()
     # Small models like to wrap JSON in a markdown fence despite being asked not to.
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, flags=re.DOTALL)
     if fenced:

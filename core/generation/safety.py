@@ -148,11 +148,19 @@ def _trim(url: str) -> str:
     return url
 
 
+def _is_typo(url: str) -> bool:
+    """A missing space after a full stop ("it arrived.It works") is not a bare domain."""
+    if re.match(r"(?:https?://|www\.)", url, flags=re.IGNORECASE):
+        return False
+    tld = re.split(r"[/:]", url)[0].rsplit(".", 1)[-1]
+    return tld[:1].isupper() and tld[1:].islower()
+
+
 def _find_urls(text: str) -> list[tuple[int, int, str]]:
     found = []
     for m in _URL_RE.finditer(text):
         url = _trim(m.group())
-        if url and "." in url:
+        if url and "." in url and not _is_typo(url):
             found.append((m.start(), m.start() + len(url), url))
     return found
 
@@ -252,7 +260,7 @@ _INJECTION_PATTERNS = [
     # "ignore (all) (the) previous instructions", "disregard the above", "forget your rules"
     r"\b(?:ignore|disregard|forget|override|skip|bypass)\b[^.!?\n]{0,30}?"
     r"\b(?:previous|prior|above|earlier|preceding|former|all|your|any|these|the)\b[^.!?\n]{0,20}?"
-    r"\b(?:instructions?|prompts?|rules|directions|guidelines|directives|context|orders)\b",
+    r"\b(?:instructions?|prompts?|rules|directions|guidelines|directives|context)\b",
     r"\b(?:disregard|ignore)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?above\b",
     r"\byou\s+are\s+now\s+(?:a|an|my|the|in|no\s+longer|free|dan|unrestricted|jailbroken)\b",
     r"\bfrom\s+now\s+on,?\s+(?:you|act|respond|reply|answer|always|only)\b",

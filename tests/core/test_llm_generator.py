@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -193,6 +194,14 @@ def test_personal_data_in_the_llms_answer_is_redacted_and_flagged(server, client
     assert any("placeholders" in w for w in draft.warnings)
 
 
+def test_a_reasoning_models_thoughts_before_the_json_are_ignored(server, client, offline):
+    server.script(Reply("<think>The agents say it works with all models.</think>\n"
+                        + answer_json("Yes, it works with every iPhone 15 model.")))
+    draft = generator(client, offline).draft_all([charger_gap()])[0]
+    assert draft.answer == "Yes, it works with every iPhone 15 model."
+    assert len(server.requests) == 1
+
+
 def test_missing_information_gives_a_placeholder_not_an_invented_answer(server, client,
                                                                         offline):
     server.script(Reply(answer_json("Probably yes!", supported=0.2, missing_information=True)))
@@ -267,8 +276,19 @@ def test_a_slow_llm_times_out_and_falls_back_in_bounded_time(server, client, off
     assert draft.warnings[0] == "the LLM did not answer within 0.3 s; drafted offline"
 
 
+def test_a_retry_after_header_is_honoured(server, client, offline):
+    server.script(Reply(status=429, headers={"Retry-After": "0.6"}), GOOD)
+    started = time.monotonic()
+    draft = generator(client, offline).draft_all([charger_gap()])[0]
+    assert time.monotonic() - started >= 0.6  # our own backoff would be 0.01 s
+    assert draft.generator == "llm"
+
+
 def test_an_unreachable_endpoint_falls_back(offline):
-    dead = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=API_KEY)
+    with socket.socket() as s:  # a port nothing listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY)
     try:
         draft = generator(dead, offline, max_retries=1).draft_all([charger_gap()])[0]
     finally:

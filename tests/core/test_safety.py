@@ -74,6 +74,10 @@ def test_urls_finds_every_kind_of_link_without_sentence_punctuation() -> None:
                           "acme.co.uk/faq", "bit.ly/abc"]
 
 
+def test_a_missing_space_after_a_full_stop_is_not_a_link() -> None:
+    assert urls("It arrived.It works now. Thanks.Me again. Our site: Acme.com") == ["Acme.com"]
+
+
 SOURCES = ["Fill in the form at https://acme.com/returns and we refund in 5 days.",
            "Our help centre: www.acme.com/help/"]
 
@@ -142,6 +146,7 @@ def test_injection_attempts_are_recognised(text: str) -> None:
     "you are now charging me twice!",
     "Does the charger act as a power bank?",
     "please ignore my previous message, wrong order",
+    "Please ignore all my previous orders, I only want the last one",
     "What are the instructions for assembling the desk?",
 ])
 def test_ordinary_questions_are_not_taken_for_injections(text: str) -> None:
