@@ -198,6 +198,9 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 def _strip_from_sentence(sentence: str, bad: list[str]) -> str:
     for url in bad:
         escaped = re.escape(url)
+        # Markdown "[the form](https://x.y)" keeps its words; "<https://x.y>" is just the link.
+        sentence = re.sub(r"\[([^\]]*)\]\(" + escaped + r"\)", r"\1", sentence)
+        sentence = sentence.replace(f"<{url}>", url)
         # "(see https://x.y)" / "(https://x.y)": drop the whole parenthetical.
         sentence = re.sub(r"\s*\((?:[^()]{0,20}\s)?" + escaped + r"[^()]{0,3}\)", "", sentence)
         # "... return it at https://x.y." -> "... return it."

@@ -91,6 +91,10 @@ SOURCES = ["Fill in the form at https://acme.com/returns and we refund in 5 days
      "Refunds take 5 days. Thanks!", ["https://evil.com/refund"]),
     ("Fill in the form: http://phish.net/form?id=3",
      "Fill in the form.", ["http://phish.net/form?id=3"]),
+    ("Fill in [our returns form](https://evil.com/form). It takes 5 days.",
+     "Fill in our returns form. It takes 5 days.", ["https://evil.com/form"]),
+    ("Fill in the form at <https://evil.com/form>.",
+     "Fill in the form.", ["https://evil.com/form"]),
     ("Use acme.com/returns or bit.ly/x3 to send it back.\nThanks!",
      "Thanks!", ["bit.ly/x3"]),
 ])
