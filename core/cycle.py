@@ -875,17 +875,28 @@ class Cycle:
         gap = session.get(Gap, plan.gap_id)
         assert gap is not None
         gap.kind = plan.fields["kind"]
-        gap.entry_id = plan.fields["entry_id"]
+        # A published gap stays tied to the entry it published, whatever a follow-up says.
+        gap.entry_id = plan.fields["entry_id"] or (gap.entry_id if gap.status == "published"
+                                                   else None)
         session.add(gap)
-        latest = session.exec(select(Suggestion).where(Suggestion.gap_id == plan.gap_id)
-                              .order_by(col(Suggestion.created_at).desc())).first()
-        if latest is not None and latest.status in ("pending", "deferred"):
+        # The open suggestion, wherever it sits in the gap's history (one carried over by
+        # a merge or a re-analysis may be older than a withdrawn one).
+        current = session.exec(select(Suggestion).where(
+            Suggestion.gap_id == plan.gap_id, col(Suggestion.status).in_(OPEN_SUGGESTION))
+            .order_by(col(Suggestion.created_at).desc())).first()
+        if current is not None:
             # New evidence updates the open suggestion; it never adds a second one.
             for k, v in plan.fields.items():
-                setattr(latest, k, v)
-            latest.updated_at = utcnow()
-            session.add(latest)
+                setattr(current, k, v)
+            current.updated_at = utcnow()
+            session.add(current)
             return 0, 1
+        if gap.status == "published" and plan.fields["kind"] == "add_variants" \
+                and not plan.fields["variants"]:
+            # A follow-up that would add nothing to the published entry is not worth a review.
+            return 0, 0
+        latest = session.exec(select(Suggestion).where(Suggestion.gap_id == plan.gap_id)
+                              .order_by(col(Suggestion.created_at).desc())).first()
         if latest is not None and latest.status == "rejected":
             size_then = int((latest.evidence or {}).get("occurrences_total", 0))
             if plan.repeats_rejection and \

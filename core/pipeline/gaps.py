@@ -49,6 +49,10 @@ class GapState:
 # Questions alone are a weaker witness than questions plus the agents' answers: without a
 # reply on both sides, a question must be this much closer to join a gap.
 QUESTION_ONLY_MARGIN = 0.10
+# A frozen gap (rejected or published) can never be split, so it turns away a failure whose
+# agent's reply is less like its replies than this: that customer needed another answer.
+FROZEN_REPLY_AGREEMENT = 0.80
+REFUSED = -1.0
 
 
 def similarity(gap: GapState, vector: np.ndarray, reply: np.ndarray | None) -> float:
@@ -56,7 +60,10 @@ def similarity(gap: GapState, vector: np.ndarray, reply: np.ndarray | None) -> f
     the replies tell apart neighbouring topics that customers phrase alike."""
     q = float(gap.centroid @ vector)
     if reply is not None and gap.reply_centroid is not None:
-        return 0.5 * q + 0.5 * float(gap.reply_centroid @ reply)
+        r = float(gap.reply_centroid @ reply)
+        if gap.frozen and r < FROZEN_REPLY_AGREEMENT:
+            return REFUSED
+        return 0.5 * q + 0.5 * r
     return q - QUESTION_ONLY_MARGIN
 
 
@@ -69,6 +76,7 @@ class _Centroids:
         self.q = np.zeros((cap, dim), dtype=np.float32)
         self.r = np.zeros((cap, dim), dtype=np.float32)
         self.has_reply = np.zeros(cap, dtype=bool)
+        self.frozen = np.zeros(cap, dtype=bool)
         self.n = 0
         for g in gaps:
             self.append(g)
@@ -78,12 +86,14 @@ class _Centroids:
             self.q = np.concatenate([self.q, np.zeros_like(self.q)])
             self.r = np.concatenate([self.r, np.zeros_like(self.r)])
             self.has_reply = np.concatenate([self.has_reply, np.zeros_like(self.has_reply)])
+            self.frozen = np.concatenate([self.frozen, np.zeros_like(self.frozen)])
         self.set(self.n, gap)
         self.n += 1
         return self.n - 1
 
     def set(self, j: int, gap: GapState) -> None:
         self.q[j] = gap.centroid
+        self.frozen[j] = gap.frozen
         if gap.reply_centroid is not None:
             self.r[j] = gap.reply_centroid
             self.has_reply[j] = True
@@ -94,7 +104,10 @@ class _Centroids:
         if reply is None:
             return q - QUESTION_ONLY_MARGIN
         r = self.r[:self.n] @ reply
-        return np.where(self.has_reply[:self.n], 0.5 * q + 0.5 * r, q - QUESTION_ONLY_MARGIN)
+        has = self.has_reply[:self.n]
+        scores = np.where(has, 0.5 * q + 0.5 * r, q - QUESTION_ONLY_MARGIN)
+        refused = has & self.frozen[:self.n] & (r < FROZEN_REPLY_AGREEMENT)
+        return np.where(refused, REFUSED, scores)
 
 
 def assign(vectors: np.ndarray, gaps: list[GapState], *, threshold: float,

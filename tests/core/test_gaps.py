@@ -90,14 +90,16 @@ def test_vectorised_assign_matches_the_loop_on_many_gaps_and_ties() -> None:
     replies: list[np.ndarray | None] = [topics[lb] if i % 3 else None
                                         for i, lb in enumerate(labels)]
     existing = [GapState(id=f"g{k}", centroid=topics[k].copy(), size=5,
-                         reply_centroid=topics[k].copy(), replies=5) for k in range(0, 40, 4)]
+                         reply_centroid=topics[k].copy(), replies=5, frozen=k % 8 == 0)
+                for k in range(0, 40, 4)]
     existing.append(GapState(id="twin", centroid=topics[0].copy(), size=5,
                              reply_centroid=topics[0].copy(), replies=5))
 
     def fresh() -> list[GapState]:
         return [GapState(id=g.id, centroid=g.centroid.copy(), size=g.size,
                          reply_centroid=g.reply_centroid.copy()
-                         if g.reply_centroid is not None else None, replies=g.replies)
+                         if g.reply_centroid is not None else None, replies=g.replies,
+                         frozen=g.frozen)
                 for g in existing]
 
     got = assign(q, fresh(), threshold=0.6, replies=replies)
@@ -119,3 +121,19 @@ def test_medoid_is_the_most_typical_question(embedder: Embedder) -> None:
     sims = vectors @ vectors.T
     assert medoid(vectors) == int(np.argmax(sims.sum(axis=1)))
     assert medoid(vectors) < len(CHARGER_QUESTIONS)
+
+
+def test_a_frozen_gap_turns_away_a_look_alike_question_that_needed_another_answer(
+        embedder: Embedder) -> None:
+    stock_q = "is the usb-c charger out of stock"
+    stock_reply = "It sold out last week; new stock arrives on the 14th, preorder now."
+    rejected = _existing(embedder, CHARGER_QUESTIONS[:3], CHARGER_REPLIES[0], "rejected",
+                         frozen=True)
+    q = embedder.embed([stock_q, CHARGER_QUESTIONS[3]])
+    r = embedder.embed([stock_reply, CHARGER_REPLIES[0]])
+    # Loose enough that the stock question would join an open gap on its wording.
+    got = assign(q, [rejected], threshold=0.1, replies=list(r))
+    assert {g.id: g.members for g in got} == {None: [0], "rejected": [1]}
+    unfrozen = _existing(embedder, CHARGER_QUESTIONS[:3], CHARGER_REPLIES[0], "open")
+    assert [g.members for g in assign(q, [unfrozen], threshold=0.1, replies=list(r))] == \
+        [[0, 1]]
