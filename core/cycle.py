@@ -15,13 +15,15 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from core.answering import rank_entries
+from core.answering import NEIGHBOURS, rank_entries
 from core.bots import BotSettings, bot_settings
 from core.db import session_scope
 from core.embeddings import Embedder
-from core.index import PhrasingIndex, entry_phrasings
+from core.generation import Draft, GapContext, Generator, RejectedDraft, TokenUsage
+from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
 from core.metrics import THIN_DATA_CONVERSATIONS, SatisfactionBook
 from core.models import (
+    AuditEvent,
     Bot,
     Conversation,
     CycleRun,
@@ -33,13 +35,24 @@ from core.models import (
     utcnow,
 )
 from core.pipeline import recluster
+from core.pipeline.checks import (
+    REPLAY_QUESTIONS,
+    KnownAnswer,
+    contradicted_by,
+    duplicate_of,
+    evidence_replay,
+)
 from core.pipeline.gaps import GapState, assign
 from core.pipeline.priorities import GapFacts, adds_information, prioritise
 from core.pipeline.proposals import (
+    LOW_CONFIDENCE,
+    NO_EVIDENCE_CONFIDENCE,
+    PLACEHOLDER_ANSWERS,
     SAME_ANSWER,
     Candidate,
     EntryView,
     Evidence,
+    Proposal,
     classify,
     propose,
 )
@@ -87,6 +100,7 @@ class CycleResult:
     gaps_closed: int = 0
     suggestions_carried: int = 0
     suggestions_withdrawn: int = 0
+    tokens: TokenUsage = field(default_factory=TokenUsage)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -137,6 +151,13 @@ class SuggestionPlan:
     # sensitive), or the same proposal was rejected before. Such a gap stays quiet until it
     # grows markedly; a different proposal for a wrongly-answered gap is offered at once.
     repeats_rejection: bool = False
+    # For the drafting step (`Cycle._finish`): what the generator writes from (None when the
+    # answer is the entry's own, as for add_variants), the proposal with its vectors, the
+    # candidate entries' answers (duplicates, contradictions) and the earlier rejections.
+    context: GapContext | None = None
+    proposal: Proposal | None = None
+    known: list[KnownAnswer] = field(default_factory=list)
+    rejected: list[RejectedProposal] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,7 @@ class RejectedProposal:
     entry_id: str | None
     answer: str
     reason: str | None
+    comment: str | None = None
 
     def same_as(self, kind: str, entry_id: str | None, answer: str) -> bool:
         if self.reason in SCOPE_REJECTIONS:
@@ -158,10 +180,13 @@ def _norm(text: str) -> str:
 
 
 class Cycle:
-    def __init__(self, *, engine: Engine, embedder: Embedder, index: PhrasingIndex) -> None:
+    def __init__(self, *, engine: Engine, embedder: Embedder, index: PhrasingIndex,
+                 generator: Generator | None = None) -> None:
         self.engine = engine
         self.embedder = embedder
         self.index = index
+        # None: the most representative agent reply is proposed as it is.
+        self.generator = generator
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -225,10 +250,12 @@ class Cycle:
         entries: dict[str, EntryView | None] = {}
         answers = self._answer_matrix(bot_id=bot_id) if touched else AnswerMatrix([], None)
         satisfaction = SatisfactionBook(self.engine, bot_id=bot_id, as_of=as_of)
-        for gap_id in sorted(touched):
-            plan = self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
-                              settings=settings, satisfaction=satisfaction,
-                              answers=answers)
+        plans = [(gap_id, self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
+                                     settings=settings, satisfaction=satisfaction,
+                                     answers=answers)) for gap_id in sorted(touched)]
+        self._finish([plan for _, plan in plans if plan is not None],
+                     threshold=settings.answer_threshold, result=result)
+        for gap_id, plan in plans:
             with session_scope(self.engine) as session:
                 if plan is None:
                     self._close_empty_gap(session, gap_id=gap_id)
@@ -777,10 +804,7 @@ class Cycle:
             # customers' wording is far from its phrasings: that is exactly a missed variant,
             # and proposing a new entry instead would split the answer in two.
             said = answers.closest(_vec(gap.reply_centroid)) if gap.reply_centroid else None
-            rejected = [RejectedProposal(*r) for r in session.exec(
-                select(Suggestion.kind, Suggestion.entry_id, Suggestion.answer,
-                       Suggestion.reject_reason)
-                .where(Suggestion.gap_id == gap_id, Suggestion.status == "rejected")).all()]
+            rejected = self._rejections(session, gap_id=gap_id)
             # A reviewer who rejected "this belongs to entry E" has said E is not the home of
             # these questions: E is not offered again, so the gap gets another proposal
             # (another entry, or a new answer) instead of the same wrong one.
@@ -802,6 +826,15 @@ class Cycle:
         refused_answers = [r.answer for r in rejected if r.kind == "new_answer"]
         proposal = propose(kind, evidence, entry, refused_answers=self.embedder.embed(
             refused_answers) if refused_answers else None)
+        context = None if kind == "add_variants" else GapContext(
+            gap_id=gap_id, kind=kind, questions=proposal.asked, agent_replies=proposal.sources,
+            entry_question=entry.question if entry else None,
+            entry_answer=entry.answer if entry else None,
+            kb_answers=[c.entry.answer for c in candidates],
+            rejected=[RejectedDraft(r.answer, r.reason or "other", r.comment)
+                      for r in rejected if r.kind != "add_variants"])
+        known = [KnownAnswer(c.entry.id, c.entry.question, c.entry.answer_vector,
+                             c.entry.phrasing_vectors) for c in candidates]
 
         week_ago = as_of - timedelta(days=7)
         recent = [r for r in rows if week_ago < as_utc(r.at) <= as_of]
@@ -855,7 +888,114 @@ class Cycle:
             gap_id=gap_id, bot_id=gap.bot_id, fields=fields,
             occurrences_total=facts.occurrences_total,
             repeats_rejection=any(r.same_as(kind, proposal.entry_id, proposal.answer)
-                                  for r in rejected))
+                                  for r in rejected),
+            context=context, proposal=proposal, known=known, rejected=rejected)
+
+    def _finish(self, plans: list[SuggestionPlan], *, threshold: int,
+                result: CycleResult) -> None:
+        """Draft the answers (all gaps in one call, so an LLM generator can work on several at
+        once), then check each draft before it is proposed: how well the evidence supports it,
+        duplicates and contradictions in the KB, and the evidence replay."""
+        drafting = [p for p in plans if p.context is not None]
+        if self.generator is not None and drafting:
+            drafts = self.generator.draft_all([p.context for p in drafting if p.context])
+            for plan, draft in zip(drafting, drafts, strict=True):
+                self._apply_draft(plan, draft)
+                result.tokens = result.tokens + draft.usage
+        # Most answers are an agent's reply or the entry's answer, whose vectors are at hand;
+        # only texts a generator rewrote are embedded (a full re-analysis embeds no evidence).
+        known: dict[str, np.ndarray] = {}
+        for p in plans:
+            if p.proposal is not None and p.proposal.answer_vector is not None:
+                known[p.proposal.answer] = p.proposal.answer_vector
+            if p.proposal is not None and p.proposal.source_vectors is not None:
+                known.update(zip(p.proposal.sources, p.proposal.source_vectors, strict=True))
+        fresh = sorted({p.fields["answer"] for p in plans} - set(known))
+        if fresh:
+            known.update(zip(fresh, self.embedder.embed(fresh), strict=True))
+        for plan in plans:
+            self._check(plan, known[plan.fields["answer"]], threshold=threshold)
+
+    def _apply_draft(self, plan: SuggestionPlan, draft: Draft) -> None:
+        fields = plan.fields
+        fields["answer"] = draft.answer
+        notes = list(draft.warnings)
+        if draft.placeholder:
+            fields["confidence"] = min(fields["confidence"], NO_EVIDENCE_CONFIDENCE)
+            notes.insert(0, "No answer to propose: write it before approving.")
+        elif draft.self_check is not None:
+            # The LLM's own check of its draft against the evidence can only lower the score.
+            fields["confidence"] = round(fields["confidence"] * (0.5 + 0.5 * draft.self_check))
+        fields["evidence"]["generator"] = draft.generator
+        if draft.language:
+            fields["evidence"]["language"] = draft.language
+        plan.repeats_rejection = any(
+            r.same_as(fields["kind"], fields["entry_id"], draft.answer) for r in plan.rejected)
+        self._warn(plan, *notes)
+
+    def _check(self, plan: SuggestionPlan, vector: np.ndarray, *, threshold: int) -> None:
+        fields, proposal = plan.fields, plan.proposal
+        if proposal is None or proposal.asked_vectors is None:
+            return
+        drafted = fields["answer"] not in PLACEHOLDER_ANSWERS
+        if plan.context is not None and proposal.source_vectors is not None and drafted:
+            # How much of the draft the agents' replies support: a draft far from what they
+            # said is a guess, whatever the evidence's volume.
+            support = float(np.max(proposal.source_vectors @ vector))
+            fields["evidence"]["support"] = round(support, 3)
+            fields["confidence"] = min(fields["confidence"],
+                                       round(100 * min(1.0, max(0.0, (support - 0.5) / 0.4))))
+        if fields["kind"] == "new_answer" and drafted:
+            same = duplicate_of(vector, plan.known)
+            if same is not None:
+                fields["evidence"]["duplicate_of"] = same.entry_id
+                self._warn(plan, f'The KB already says this in "{same.question}": consider '
+                                 "adding these phrasings to that entry instead.")
+        if drafted:
+            clashes = contradicted_by(vector, proposal.asked_vectors, plan.known,
+                                      skip=fields["entry_id"])
+            if clashes:
+                fields["evidence"]["contradicts"] = [c.entry_id for c in clashes]
+                self._warn(plan, "May contradict: " + "; ".join(
+                    f'"{c.question}" is asked alike but answered differently'
+                    for c in clashes) + ".")
+        try:
+            asked = proposal.asked_vectors[:REPLAY_QUESTIONS]
+            figures = evidence_replay(
+                question_vectors=asked,
+                hits=self.index.query_many(bot_id=plan.bot_id, vectors=asked, k=NEIGHBOURS),
+                phrasing_vectors=proposal.new_phrasing_vectors
+                if proposal.new_phrasing_vectors is not None else asked[:0],
+                target=fields["entry_id"], threshold=threshold)
+        except IndexUnavailable as exc:
+            log.warning("evidence replay skipped for gap %s: %s", plan.gap_id, exc)
+        else:
+            fields["evidence"]["evidence_replay"] = figures.public()
+            fields["evidence"]["evidence_replay_summary"] = figures.sentence()
+        if fields["warning"] is None and fields["confidence"] < LOW_CONFIDENCE:
+            self._warn(plan, f"Low confidence ({fields['confidence']}/100): check the answer "
+                             "before approving.")
+
+    @staticmethod
+    def _warn(plan: SuggestionPlan, *notes: str) -> None:
+        text = " ".join(n for n in [plan.fields.get("warning"), *notes] if n)
+        plan.fields["warning"] = text or None
+
+    def _rejections(self, session: Session, *, gap_id: str) -> list[RejectedProposal]:
+        """The gap's rejected suggestions, with the reviewer's reason and comment (the comment
+        lives in the rejection's audit row)."""
+        rows = session.exec(
+            select(Suggestion.id, Suggestion.kind, Suggestion.entry_id, Suggestion.answer,
+                   Suggestion.reject_reason)
+            .where(Suggestion.gap_id == gap_id, Suggestion.status == "rejected")).all()
+        if not rows:
+            return []
+        comments = {sid: (after or {}).get("comment") for sid, after in session.exec(
+            select(AuditEvent.suggestion_id, AuditEvent.after).where(
+                col(AuditEvent.suggestion_id).in_([r[0] for r in rows]),
+                AuditEvent.action == "suggestion.rejected")).all()}
+        return [RejectedProposal(kind, entry_id, answer, reason, comments.get(sid))
+                for sid, kind, entry_id, answer, reason in rows]
 
     def _close_empty_gap(self, session: Session, *, gap_id: str) -> None:
         gap = session.get(Gap, gap_id)

@@ -58,6 +58,8 @@ class Proposal:
     asked: list[str] = field(default_factory=list)
     asked_vectors: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    source_vectors: np.ndarray | None = None  # one row per source
+    answer_vector: np.ndarray | None = None   # of `answer`, when it is an agent's or the entry's
     # Vectors of the phrasings the proposal would add to the index (question and variants).
     new_phrasing_vectors: np.ndarray | None = None
 
@@ -187,27 +189,32 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
     if warning is None and confidence < LOW_CONFIDENCE:
         warning = f"Low confidence ({confidence}/100): check the answer before approving."
     typical = [members[i] for i in np.argsort(-(mvecs @ mvecs.mean(axis=0)), kind="stable")]
+    sources = _representative_replies([evidence[i] for i in members], with_reply)
     vector_of = {evidence[i].question: qvecs[i] for i in members}
     added = ([question] if kind == "new_answer" else []) + variants
     return Proposal(kind, question, answer, variants, confidence, warning,
                     entry.id if entry is not None and kind != "new_answer" else None,
                     asked=[evidence[i].question for i in typical],
                     asked_vectors=qvecs[typical],
-                    sources=_representative_replies([evidence[i] for i in members],
-                                                    with_reply),
+                    sources=[e.agent_reply or "" for e in sources],
+                    source_vectors=np.stack([e.reply_vector for e in sources])  # type: ignore[misc]
+                    if sources else None,
+                    answer_vector=answer_vector,
                     new_phrasing_vectors=np.stack([vector_of[t] for t in added])
                     if added else np.zeros((0, qvecs.shape[1]), dtype=qvecs.dtype))
 
 
-def _representative_replies(members: list[Evidence], usable: list[Evidence]) -> list[str]:
-    """The members' usable agent replies, most representative (closest to all) first."""
+def _representative_replies(members: list[Evidence], usable: list[Evidence]
+                            ) -> list[Evidence]:
+    """The members with a usable agent reply, most representative reply (closest to all)
+    first."""
     allowed = {id(e) for e in usable}
     picked = [e for e in members if id(e) in allowed]
     if not picked:
         return []
     rvecs = np.stack([e.reply_vector for e in picked])  # type: ignore[misc]
     order = np.argsort(-(rvecs @ rvecs.mean(axis=0)), kind="stable")
-    return [picked[i].agent_reply or "" for i in order]
+    return [picked[i] for i in order]
 
 
 def answered_by(evidence: list[Evidence], qvecs: np.ndarray,

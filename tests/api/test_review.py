@@ -536,3 +536,19 @@ def test_a_wrong_home_rejected_is_not_proposed_again_but_the_gap_is(api, bot):
     assert third["warning"]
     r = api.decide(third["id"], "approve", "alice")
     assert 400 <= r.status_code < 500 and r.status_code != 409, r.text
+
+
+def test_evidence_replay_predicts_what_answer_does_once_approved(api, world):
+    """The suggestion says how many of its own customers' questions the bot would answer with
+    it live; approving it makes that come true."""
+    sug = world.suggestion_for(api, CANADA_REPLIES)
+    replay = sug["evidence"]["evidence_replay"]
+    assert replay["questions"] == len(CANADA_QUESTIONS)
+    assert replay["answered_now"] == 0  # every one of them was handed over
+    assert replay["answered_with_proposal"] >= 4
+    assert f"{replay['answered_with_proposal']} of {len(CANADA_QUESTIONS)}" in \
+        sug["evidence"]["evidence_replay_summary"]
+    out = api.decide(sug["id"], "approve", "alice").json()
+    answered = sum(api.answer(world.slug, q)["entry_id"] == out["entry_id"]
+                   for q in CANADA_QUESTIONS)
+    assert answered == replay["answered_with_proposal"]
