@@ -4,9 +4,10 @@ Every sentence of a draft is an agent's sentence or one of the entry's; nothing 
 Per gap:
 
 1. Which replies. The customers' language is detected from their questions; the agents'
-   replies in that language (up to the 8 most representative) are the evidence. When no reply
-   is in it, all replies are used and a warning says so ("agents answered in English;
-   customers asked in French") — offline there is no translating.
+   replies in that language (up to the 8 most representative among the first 40) are the
+   evidence. When no reply is in it, the others are used and a warning says so ("agents
+   answered in English; customers asked in French") — offline there is no translating.
+   Draft.language is the language of the draft (its base reply's, else the customers').
 2. Cleaning each reply, sentence by sentence. Dropped: lines that read like instructions to a
    bot; greetings ("Hi Sam,", "Hey there!"), self-introductions ("Marco here.", "This is Priya
    from support"), pleasantries and sign-offs ("Thanks for your patience!", "Have a great
@@ -32,9 +33,10 @@ Per gap:
    again (the same-fact test): the next reply becomes the base. When nothing is left, the
    draft is the placeholder asking the reviewer to write the answer.
 5. Tone (core.generation.tone): trimmed to the bot's typical length by dropping the least
-   supported added or base sentences — never the core one (the base's best-supported), the
-   entry's, or one every reply states; contractions, "!" and emoji matched to the bot's
-   answers; the bot's greeting added only if its answers open with one.
+   supported added or base sentences — never the core one (the base's best-supported; for
+   improve_answer the best-supported added fact), the entry's, or one every reply states;
+   contractions, "!" and emoji matched to the bot's answers (agents' sentences only: the
+   entry's stay as published); the bot's greeting added only if its answers open with one.
 6. Safety: links the bot's answers and the agents' replies do not contain are removed and
    listed in the warnings (safety.strip_unknown_links).
 
@@ -82,6 +84,8 @@ __all__ = ["OfflineGenerator", "clean_reply"]
 log = logging.getLogger(__name__)
 
 MAX_REPLIES = 8
+# How far down the replies to look for ones in the customers' language.
+SCANNED_REPLIES = 40
 MIN_SUPPORT = 2
 SAME_FACT = 0.75
 SAME_FACT_LEXICAL = 0.6
@@ -537,41 +541,49 @@ class OfflineGenerator:
         # A customer's link stays out even when an agent repeats it; the KB's are the bot's own.
         allowed = {u.lower() for text in known for u in urls(text)}
         customers = _customers(ctx.questions, allowed)
-        replies = [r for r in ctx.agent_replies if r and r.strip()]
-        cleaned = []
-        personal = instructions = 0
-        for order, text in enumerate(replies):
-            c = _clean(text, tuple(public), customers)
-            personal += c.personal
-            instructions += c.instructions
-            cleaned.append(_Reply(order, text, None, list(c.sentences)))
-        gap.replies = self._pool(gap, cleaned)
-        if personal:
-            gap.warnings.append(f"Left out {personal} agent sentence(s) with an e-mail address "
-                                "or phone number the bot's answers do not give.")
-        if instructions:
-            gap.warnings.append(f"Left out {instructions} agent reply line(s) that read like "
-                                "instructions to a bot.")
+        gap.replies = self._pool(gap, ctx.agent_replies, tuple(public), customers)
         if ctx.entry_answer and ctx.kind == "improve_answer":
             gap.entry = split_sentences(ctx.entry_answer)
         gap.banned = [s for rej in ctx.rejected if rej.reason == "wrong_information"
                       for s, _ in split_sentences(rej.answer)]
         return gap
 
-    def _pool(self, gap: _Gap, replies: list[_Reply]) -> list[_Reply]:
-        """The replies to compose from: those in the customers' language, if any."""
-        useful = [r for r in replies if r.sentences]
-        if not useful:
-            return []
-        for r in useful:
-            r.language = detect_language([" ".join(s for s, _ in r.sentences)])
+    def _pool(self, gap: _Gap, texts: Sequence[str], public: tuple[str, ...],
+              customers: _Customers) -> list[_Reply]:
+        """The replies to compose from, cleaned: the most representative ones in the customers'
+        language (or in any, with a warning, when none is). A popular gap has hundreds of
+        replies; only the first few dozen are read."""
         wanted = gap.language
-        same = [r for r in useful if wanted is None or r.language in (wanted, None)]
-        if not same:
-            gap.warnings.append(f"agents answered in {language_name(useful[0].language)}; "
+        same: list[_Reply] = []
+        other: list[_Reply] = []
+        personal = instructions = 0
+        for order, text in enumerate(texts[: SCANNED_REPLIES]):
+            if not text or not text.strip():
+                continue
+            c = _clean(text, public, customers)
+            personal += c.personal
+            instructions += c.instructions
+            if not c.sentences:
+                continue
+            language = detect_language([" ".join(s for s, _ in c.sentences)])
+            reply = _Reply(order, text, language, list(c.sentences))
+            if wanted is None or language in (wanted, None):
+                same.append(reply)
+                if len(same) >= self.max_replies:
+                    break
+            elif len(other) < self.max_replies:
+                other.append(reply)
+        if personal:
+            gap.warnings.append(f"Left out {personal} agent sentence(s) with an e-mail address "
+                                "or phone number the bot's answers do not give.")
+        if instructions:
+            gap.warnings.append(f"Left out {instructions} agent reply line(s) that read like "
+                                "instructions to a bot.")
+        if not same and other:
+            gap.warnings.append(f"agents answered in {language_name(other[0].language)}; "
                                 f"customers asked in {language_name(wanted)}")
-            same = useful
-        return same[: self.max_replies]
+            return other
+        return same
 
     def _vectors(self, gaps: list[_Gap]) -> tuple[dict[str, np.ndarray] | None, str | None]:
         if self.embedder is None or not gaps:
@@ -658,6 +670,10 @@ class OfflineGenerator:
             added.append((s, " "))
         if rejected_any:
             warnings.append("Left out what the reviewers rejected before as wrong information.")
+        if gap.entry and added and not any(sim.close(s, t) for r in replies
+                                           for s, _ in r.sentences for t in from_entry):
+            warnings.append("The agents' replies share no fact with this answer: check that "
+                            "they answer the same question before adding theirs to it.")
         if gap.entry and not added:
             if rejected_any:
                 return self._placeholder(REFUSED_EVIDENCE_ANSWER, gap, [
@@ -671,6 +687,8 @@ class OfflineGenerator:
         tone = learn_tone(ctx.kb_answers)
         core = None if gap.entry else max(
             base, key=lambda p: (support.get(p[0], 0), -base.index(p)))[0]
+        # An improvement keeps at least its best-supported fact, however long the entry is.
+        core = core if core else (added[0][0] if added else None)
         protected = from_entry | ({core} if core else set()) | {
             s for s, n in support.items() if everyone is not None and n >= everyone}
         parts = _trim([*base, *added], tone, protected, support)

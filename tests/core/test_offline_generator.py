@@ -165,6 +165,15 @@ def test_improve_answer_adds_the_supported_fact_the_entry_lacks(embedder: Embedd
     assert "prepaid label" in d.answer
     assert "restocking" not in d.answer
     assert not d.placeholder
+    assert d.warnings == []
+
+
+def test_improve_answer_from_agents_who_answered_something_else_is_flagged(
+        embedder: Embedder) -> None:
+    replies = ["Gift wrap is $4.99 per item and includes a message card."] * 3
+    d = draft(gap(replies, kind="improve_answer", entry_answer=ENTRY), embedder)
+    assert d.answer == f"{ENTRY} {replies[0]}"
+    assert any("share no fact with this answer" in w for w in d.warnings)
 
 
 def test_improve_answer_with_nothing_new_keeps_the_entry_and_says_so(embedder: Embedder
@@ -212,6 +221,17 @@ def test_a_terse_bot_gets_a_trimmed_draft_that_keeps_the_core_fact(embedder: Emb
     short = draft(gap(replies, kb=TERSE_KB), embedder)
     assert "Keep the original box" in long.answer
     assert short.answer == "Returns are free within 30 days of delivery."
+
+
+def test_an_improvement_for_a_terse_bot_still_adds_the_missing_fact(embedder: Embedder
+                                                                     ) -> None:
+    full = draft(gap(REPLIES, kind="improve_answer", entry_answer=ENTRY), embedder)
+    terse = draft(gap(REPLIES, kind="improve_answer", entry_answer=ENTRY, kb=TERSE_KB),
+                  embedder)
+    # The entry stays whole; of the agents' additions the best supported one survives the trim.
+    assert terse.answer.startswith(ENTRY + " ")
+    assert full.answer.startswith(terse.answer)
+    assert len(terse.answer) < len(full.answer)
 
 
 def test_contractions_exclamations_and_emoji_follow_the_bots_answers() -> None:
