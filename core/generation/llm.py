@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from tenacity import (
 )
 
 from core.generation import Draft, GapContext, Generator, TokenUsage
+from core.generation.language import detect_language, language_name
 from core.generation.safety import (
     looks_like_instructions,
     quote_untrusted,
@@ -52,8 +52,6 @@ _MAX_REJECTED = 5
 _MAX_TEXT_CHARS = 1500
 # Below this self-check the reviewer is told to verify every statement.
 _LOW_SUPPORT = 0.6
-# The detected language is only stated when the detector is this sure.
-_LANGUAGE_CONFIDENCE = 0.9
 
 _SYSTEM_PROMPT = """\
 You write answers for a customer-support chatbot's knowledge base. A human reviewer checks \
@@ -141,35 +139,6 @@ class _Prompt:
     has_evidence: bool        # agents' replies or an existing answer to draft from
 
 
-# -- language detection ----------------------------------------------------------------------
-
-_LANGUAGE_NAMES = {
-    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
-    "nl": "Dutch", "pt": "Portuguese", "pl": "Polish", "sv": "Swedish", "da": "Danish",
-    "no": "Norwegian", "fi": "Finnish", "cs": "Czech", "tr": "Turkish", "ru": "Russian",
-    "uk": "Ukrainian", "ja": "Japanese", "zh": "Chinese", "ko": "Korean", "ar": "Arabic",
-}
-_identifier: Any = None
-_identifier_lock = threading.Lock()
-
-
-def _detect_language(texts: list[str]) -> str | None:
-    """The ISO 639-1 code the texts are written in, or None when unsure (short texts)."""
-    global _identifier
-    text = " ".join(texts).strip()
-    if len(text) < 12:
-        return None
-    with _identifier_lock:
-        if _identifier is None:
-            # Loading the model takes ~1 s: once per process, and only when drafting.
-            from py3langid import langid
-
-            _identifier = langid.LanguageIdentifier.from_modelpath(
-                langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
-    code, probability = _identifier.classify(text)
-    return code if probability >= _LANGUAGE_CONFIDENCE else None
-
-
 # -- prompt ----------------------------------------------------------------------------------
 
 
@@ -206,8 +175,8 @@ def build_prompt(ctx: GapContext) -> _Prompt:
         rejected.append(f"do not repeat: {answer[0] if answer else ''}\n"
                         f"reason: {r.reason}\ncomment: {comment[0] if comment else '(none)'}")
     # Detected before redaction: placeholders like "[phone]" are English words.
-    language = _detect_language([q for q in ctx.questions[:_MAX_QUESTIONS]
-                                 if not looks_like_instructions(q)])
+    language = detect_language([q for q in ctx.questions[:_MAX_QUESTIONS]
+                                if not looks_like_instructions(q)])
 
     parts = [_TASKS.get(ctx.kind, _TASKS["new_answer"])]
     parts.append(quote_untrusted("customer questions", questions))
@@ -226,7 +195,7 @@ def build_prompt(ctx: GapContext) -> _Prompt:
                      "them; fix what the reason and comment point out:")
         parts.append(quote_untrusted("rejected drafts", rejected))
     if language:
-        name = _LANGUAGE_NAMES.get(language, language)
+        name = language_name(language)
         parts.append(f"The customers write in {name} ({language}): write the answer in "
                      f"{name}.")
     else:
@@ -414,9 +383,10 @@ class LLMGenerator:
         if reply.supported < _LOW_SUPPORT:
             warnings.append(f"The LLM rated the evidence's support for its draft "
                             f"{reply.supported:.2f}: check every statement.")
-        if prompt.language and reply.language and reply.language != prompt.language:
-            warnings.append(f"The draft is in {reply.language} but the customers write in "
-                            f"{prompt.language}.")
+        if prompt.language and reply.language and \
+                language_name(reply.language) != language_name(prompt.language):
+            warnings.append(f"The draft is in {language_name(reply.language)} but the "
+                            f"customers write in {language_name(prompt.language)}.")
         return Draft(redacted, warnings=warnings, language=reply.language or prompt.language,
                      **common)
 

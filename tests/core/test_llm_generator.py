@@ -163,6 +163,14 @@ def test_a_server_that_enforces_a_schema_can_be_sent_one(server, client, offline
     assert server.requests[0]["model"] == "test-model"
 
 
+def test_a_draft_in_another_language_than_the_customers_is_flagged(server, client, offline):
+    server.script(Reply(answer_json("Yes, it works with every iPhone 15.", language="en")))
+    ctx = charger_gap(questions=["Est-ce que votre chargeur fonctionne avec l'iPhone 15 ?",
+                                 "le chargeur USB-C est-il compatible avec mon iPhone 15 Pro ?"])
+    draft = generator(client, offline).draft_all([ctx])[0]
+    assert draft.warnings == ["The draft is in English but the customers write in French."]
+
+
 # -- what comes back ---------------------------------------------------------------------------
 
 
