@@ -204,6 +204,13 @@ _SHORT_ANSWER = re.compile(
     r"(?:sadly|unfortunately) not|short answer)\b[^.!?]{0,15}"
 )
 MIN_FACT_WORDS = 4
+
+
+def _substantive(sentence: str) -> bool:
+    """More than a bare yes or no: a reply (or what rejections left of it) needs one."""
+    return not _SHORT_ANSWER.fullmatch(_bare(sentence))
+
+
 # A candidate whose content words are this much in the draft already adds nothing.
 COVERED = 0.8
 _WORDS = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
@@ -563,8 +570,8 @@ class OfflineGenerator:
             c = _clean(text, public, customers)
             personal += c.personal
             instructions += c.instructions
-            if not c.sentences:
-                continue
+            if not any(_substantive(s) for s, _ in c.sentences):
+                continue  # nothing but "Sure!" left: no answer in it
             language = detect_language([" ".join(s for s, _ in c.sentences)])
             reply = _Reply(order, text, language, list(c.sentences))
             if wanted is None or language in (wanted, None):
@@ -630,7 +637,7 @@ class OfflineGenerator:
             for r in replies:
                 left = [(s, sep) for s, sep in r.sentences if usable(s)]
                 rejected_any |= len(left) < len(r.sentences)
-                if left:
+                if any(_substantive(s) for s, _ in left):
                     base, base_order = left, r.order
                     break
             if not base:
@@ -646,8 +653,7 @@ class OfflineGenerator:
              for k, (s, _) in enumerate(r.sentences)),
             key=lambda c: (-support[c[0]], c[1], c[2]))
         for s, _, _ in candidates:
-            if support[s] < needed or word_count(s) < MIN_FACT_WORDS or \
-                    _SHORT_ANSWER.fullmatch(_bare(s)):
+            if support[s] < needed or word_count(s) < MIN_FACT_WORDS or not _substantive(s):
                 continue
             if not usable(s):
                 rejected_any = True

@@ -335,8 +335,22 @@ def test_a_sentence_rejected_as_wrong_information_is_not_used_again(embedder: Em
 def test_when_every_reply_was_rejected_the_reviewer_is_asked_to_write_the_answer(
         embedder: Embedder) -> None:
     reply = "Returns are free within 90 days of delivery."
-    d = draft(gap([reply, reply], rejected=[RejectedDraft(reply, "wrong_information")]),
-              embedder)
+    # A bare "Sure!" left over from a rejected reply is not an answer either.
+    replies = [reply, f"Sure! {reply}", f"Hello there! {reply}"]
+    d = draft(gap(replies, rejected=[RejectedDraft(reply, "wrong_information")]), embedder)
+    assert d.placeholder
+    assert d.answer == REFUSED_EVIDENCE_ANSWER
+
+
+def test_an_improvement_whose_additions_were_all_rejected_asks_for_the_answer(
+        embedder: Embedder) -> None:
+    added = "Start the return under Account > Orders to get a free prepaid label."
+    replies = [added, added, "Returns are accepted within 30 days of delivery."]
+    ctx = gap(replies, kind="improve_answer", entry_answer=ENTRY)
+    assert draft(ctx, embedder).answer == f"{ENTRY} {added}"
+    rejected = gap(replies, kind="improve_answer", entry_answer=ENTRY,
+                   rejected=[RejectedDraft(f"{ENTRY} {added}", "wrong_information")])
+    d = draft(rejected, embedder)
     assert d.placeholder
     assert d.answer == REFUSED_EVIDENCE_ANSWER
 
