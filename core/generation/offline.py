@@ -213,6 +213,11 @@ def _substantive(sentence: str) -> bool:
 
 # A candidate whose content words are this much in the draft already adds nothing.
 COVERED = 0.8
+# An introduction that runs on ("My name is Anna and I'll be helping you today.").
+_SELF_INTRO = re.compile(
+    r"(?i:my\s+name\s+is|(?:you['’]re|you\s+are)\s+(?:chatting|speaking|talking)\s+(?:with|to))\b"
+    rf"|(?i:this\s+is|i['’]m|i\s+am)\s+{_NAME}\s+(?i:from|with|at|and|here)\b"
+)
 _WORDS = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 _CONTACTS = re.compile(
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
@@ -284,6 +289,8 @@ def _strip_opening(sentence: str, names: set[str]) -> str:
 
 
 def _about_one_customer(plain: str) -> bool:
+    if _SELF_INTRO.match(plain):
+        return True
     if _ORDER_REF.search(plain) or _ACCOUNT_AMOUNT.search(plain):
         return True
     if _DATE.search(plain) and _YOUR.search(plain):

@@ -59,6 +59,9 @@ def draft(ctx: GapContext, embedder: Embedder | None = None) -> Draft:
     "Hello Maria! Dana here, sorry for the wait. Returns are free within 30 days. "
     "Happy to help with anything else.",
     "My name is Anna. Returns are free within 30 days. Thanks for reaching out!",
+    "My name is Anna and I'll be helping you today. Returns are free within 30 days.",
+    "Hi Sam, I'm Anna from the returns team and happy to help. Returns are free within 30 "
+    "days.\nBest,\nAnna",
     "Hi Sam,\nReturns are free within 30 days.\nKind regards,\nAnna",
     "Sure, Maria, returns are free within 30 days.",
 ])
