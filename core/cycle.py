@@ -101,6 +101,7 @@ class CycleResult:
     suggestions_carried: int = 0
     suggestions_withdrawn: int = 0
     tokens: TokenUsage = field(default_factory=TokenUsage)
+    generation_seconds: float = 0.0  # drafting answers (the generator's share of `seconds`)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -277,7 +278,11 @@ class Cycle:
                             "gaps_merged": result.gaps_merged, "gaps_split": result.gaps_split,
                             "gaps_closed": result.gaps_closed,
                             "suggestions_carried": result.suggestions_carried,
-                            "suggestions_withdrawn": result.suggestions_withdrawn}
+                            "suggestions_withdrawn": result.suggestions_withdrawn,
+                            "generator": self.generator.name if self.generator else None,
+                            "generation_seconds": round(result.generation_seconds, 3),
+                            "tokens": {"prompt": result.tokens.prompt_tokens,
+                                       "completion": result.tokens.completion_tokens}}
             session.add(stored)
         return result
 
@@ -898,7 +903,9 @@ class Cycle:
         duplicates and contradictions in the KB, and the evidence replay."""
         drafting = [p for p in plans if p.context is not None]
         if self.generator is not None and drafting:
+            started = time.perf_counter()
             drafts = self.generator.draft_all([p.context for p in drafting if p.context])
+            result.generation_seconds += time.perf_counter() - started
             for plan, draft in zip(drafting, drafts, strict=True):
                 self._apply_draft(plan, draft)
                 result.tokens = result.tokens + draft.usage

@@ -69,6 +69,7 @@ class WeekRow:
     edited: int = 0
     rejected: int = 0
     cycle_seconds: float = 0.0
+    generation_seconds: float = 0.0
 
     @property
     def resolution(self) -> float:
@@ -125,6 +126,11 @@ class ReplayResult:
             rejected = sum(w.rejected for w in self.weeks) / decided
             lines.append(f"decided {decided}: approved as is {approved:.0%}, "
                          f"edited {edited:.0%}, rejected {rejected:.0%}")
+        cycle_s = sum(w.cycle_seconds for w in self.weeks)
+        if cycle_s:
+            drafting = sum(w.generation_seconds for w in self.weeks)
+            lines.append(f"drafting answers: {drafting:.2f} s of {cycle_s:.2f} s of cycles "
+                         f"({drafting / cycle_s:.0%})")
         if self.verdicts:
             lines += ["", "calibration (confidence when decided):", self.calibration()]
         return "\n".join(lines)
@@ -313,8 +319,9 @@ class Replay:
             store_conversations(session, bot_id=self.bot.id,
                                 conversations=[ConversationIn.model_validate(c) for c in convs])
         t0 = time.perf_counter()
-        self.svc.cycle.run(bot_id=self.bot.id, as_of=start + timedelta(days=7))
+        cycle = self.svc.cycle.run(bot_id=self.bot.id, as_of=start + timedelta(days=7))
         row.cycle_seconds = time.perf_counter() - t0
+        row.generation_seconds = cycle.generation_seconds
         self._review(row, self.verdicts)
         with Session(self.svc.engine) as session:
             row.suggestions_pending = len(session.exec(select(Suggestion.id).where(

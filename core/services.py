@@ -12,6 +12,7 @@ from core.bots import bot_settings
 from core.cycle import Cycle
 from core.db import make_engine, migrate
 from core.embeddings import Embedder
+from core.generation import Generator
 from core.index import ChromaIndex, PhrasingIndex
 from core.kb import IndexSync
 from core.models import Bot
@@ -64,9 +65,33 @@ def _base_embedder(settings: Settings) -> Embedder:
     return OnnxMiniLMEmbedder()
 
 
+def build_generator(settings: Settings, embedder: Embedder) -> Generator:
+    """Offline drafting by default; the LLM when configured, with offline as its fallback."""
+    from core.generation.offline import OfflineGenerator
+
+    offline = OfflineGenerator(embedder)
+    if not settings.uses_llm:
+        return offline
+    import openai
+
+    from core.generation.llm import LLMGenerator
+
+    assert settings.llm_model is not None  # Settings refuses an LLM without a model
+    client = openai.OpenAI(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key
+        else "not-set",  # local servers (llama.cpp, Ollama) ignore the key
+        timeout=settings.llm_timeout_seconds,
+        max_retries=0,  # LLMGenerator retries with backoff itself
+    )
+    return LLMGenerator(client, settings.llm_model, max_concurrency=settings.llm_concurrency,
+                        timeout_s=settings.llm_timeout_seconds, fallback=offline)
+
+
 def build_core_services(settings: Settings, *, run_migrations: bool = True,
                         embedder: Embedder | None = None,
-                        index: PhrasingIndex | None = None) -> Services:
+                        index: PhrasingIndex | None = None,
+                        generator: Generator | None = None) -> Services:
     """Wire the domain from settings. Tests pass their own embedder or index where useful."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.sqlalchemy_url
@@ -86,5 +111,6 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
         index=index,
         index_sync=index_sync,
         policy=Policy(engine=engine, index_sync=index_sync),
-        cycle=Cycle(engine=engine, embedder=embedder, index=index),
+        cycle=Cycle(engine=engine, embedder=embedder, index=index,
+                    generator=generator or build_generator(settings, embedder)),
     )

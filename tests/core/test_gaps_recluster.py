@@ -99,5 +99,6 @@ def test_a_cycle_splits_a_gap_whose_agents_answer_two_different_things(
     assert world.questions_of(first.gap_id) == set(CHARGER_QUESTIONS[:4])
     [other] = [g for g in sugs if g != first.gap_id]
     assert world.questions_of(other) == set(CHARGER_STOCK)
-    assert sugs[first.gap_id].id == first.id and sugs[first.gap_id].answer in CHARGER_REPLIES
+    assert sugs[first.gap_id].id == first.id
+    assert any(sugs[first.gap_id].answer in r for r in CHARGER_REPLIES)
     assert sugs[other].answer == STOCK_REPLY
