@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import openai
@@ -50,6 +52,10 @@ _MAX_REPLIES = 8
 _MAX_KB_ANSWERS = 4
 _MAX_REJECTED = 5
 _MAX_TEXT_CHARS = 1500
+# After this many gaps in a row could not get an answer from the endpoint (down, overloaded,
+# wrong model name), the rest of the batch is drafted offline without waiting on it: a cycle
+# with 40 new gaps must not spend 40 × retries × timeout on a dead server.
+_GIVE_UP_AFTER = 3
 # Below this self-check the reviewer is told to verify every statement.
 _LOW_SUPPORT = 0.6
 
@@ -125,6 +131,29 @@ class _Reply(BaseModel):
             return None
         code = value.strip().lower().replace("_", "-").split("-")[0]
         return code if re.fullmatch(r"[a-z]{2}", code) else None
+
+
+class _Breaker:
+    """Counts gaps in a row whose LLM call failed; open once there are _GIVE_UP_AFTER."""
+
+    def __init__(self) -> None:
+        self._failures = 0
+        self.cause = ""
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        with self._lock:
+            return self._failures >= _GIVE_UP_AFTER
+
+    def failed(self, cause: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self.cause = cause
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._failures = 0
 
 
 class _InvalidReply(Exception):
@@ -260,8 +289,10 @@ class LLMGenerator:
     generator's draft, with a warning saying why.
 
     A gap takes at most (max_retries + 1) × timeout_s plus backoff per call, and up to two
-    calls (one more when the first reply is not the JSON asked for). `backoff_s` is the first
-    retry's delay (then doubling, capped at 30 s; a 429's Retry-After is honoured up to 60 s).
+    calls (one more when the first reply is not the JSON asked for). Once three gaps in a row
+    got no answer from the endpoint, the rest of the batch is drafted offline straight away.
+    `backoff_s` is the first retry's delay (then doubling, capped at 30 s; a 429's
+    Retry-After is honoured up to 60 s).
     `response_format` replaces the default {"type": "json_object"}, e.g. to add llama.cpp's
     "schema": REPLY_SCHEMA."""
 
@@ -296,7 +327,7 @@ class LLMGenerator:
         started = time.monotonic()
         workers = min(self.max_concurrency, len(contexts))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-draft") as pool:
-            drafts = list(pool.map(self._draft_safely, contexts))
+            drafts = list(pool.map(partial(self._draft_safely, breaker=_Breaker()), contexts))
         usage = sum((d.usage for d in drafts), TokenUsage())
         log.info("drafted %d gaps with %s in %.1f s (%d prompt + %d completion tokens, "
                  "%d offline)", len(drafts), self.model, time.monotonic() - started,
@@ -306,15 +337,15 @@ class LLMGenerator:
 
     # -- one gap -----------------------------------------------------------------------------
 
-    def _draft_safely(self, ctx: GapContext) -> Draft:
+    def _draft_safely(self, ctx: GapContext, *, breaker: _Breaker) -> Draft:
         try:
-            return self._draft(ctx)
+            return self._draft(ctx, breaker)
         except Exception as exc:  # one gap's failure must not cost the others their drafts
             log.exception("drafting gap %s failed unexpectedly", ctx.gap_id)
             return self._offline(ctx, f"{_cause(exc, self.timeout_s)}; drafted offline",
                                  TokenUsage())
 
-    def _draft(self, ctx: GapContext) -> Draft:
+    def _draft(self, ctx: GapContext, breaker: _Breaker) -> Draft:
         if ctx.kind == "add_variants" and ctx.entry_answer:
             # The entry already answers these questions; only its phrasings change.
             return Draft(ctx.entry_answer, generator=self.name)
@@ -332,12 +363,17 @@ class LLMGenerator:
         messages = prompt.messages
         reply: _Reply | None = None
         for attempt in (1, 2):  # invalid JSON gets one more chance
+            if breaker.open:
+                return self._offline(ctx, f"{breaker.cause} for the gaps before this one; "
+                                     "drafted offline without asking it", usage, warnings)
             try:
                 content, used = self._complete(messages)
             except Exception as exc:
                 cause = _cause(exc, self.timeout_s)
+                breaker.failed(cause)
                 log.warning("LLM drafting of gap %s failed: %s", ctx.gap_id, cause)
                 return self._offline(ctx, f"{cause}; drafted offline", usage, warnings)
+            breaker.succeeded()
             usage += used
             try:
                 reply = _parse(content)

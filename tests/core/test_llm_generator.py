@@ -304,6 +304,27 @@ def test_an_unreachable_endpoint_falls_back(offline):
     assert draft.warnings[0] == "the LLM endpoint could not be reached; drafted offline"
 
 
+def test_a_dead_endpoint_is_given_up_on_for_the_rest_of_the_batch(server, client, offline):
+    server.respond_with(lambda _body: Reply(status=503))
+    contexts = [charger_gap(f"g{i}") for i in range(10)]
+    drafts = generator(client, offline, max_concurrency=1, max_retries=1).draft_all(contexts)
+
+    assert len(server.requests) == 3 * 2  # three gaps tried (with one retry each), then no more
+    assert offline.drafted == [f"g{i}" for i in range(10)]
+    assert all(d.warnings[0] == "the LLM endpoint answered HTTP 503; drafted offline"
+               for d in drafts[:3])
+    assert all(d.warnings[0] == "the LLM endpoint answered HTTP 503 for the gaps before this "
+               "one; drafted offline without asking it" for d in drafts[3:])
+
+
+def test_one_failing_gap_does_not_stop_the_others_being_asked(server, client, offline):
+    server.script(Reply(status=500), Reply(status=500), GOOD, Reply(status=500),
+                  Reply(status=500), GOOD, Reply(status=500), Reply(status=500), GOOD)
+    contexts = [charger_gap(f"g{i}") for i in range(6)]
+    drafts = generator(client, offline, max_concurrency=1, max_retries=1).draft_all(contexts)
+    assert [d.generator for d in drafts] == ["offline", "llm"] * 3
+
+
 def test_concurrency_is_capped_and_drafts_keep_their_order(server, client, offline):
     def echo_gap(body: dict[str, Any]) -> Reply:
         prompt = body["messages"][1]["content"]
