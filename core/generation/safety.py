@@ -31,8 +31,12 @@ _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 # Country code, check digits, then up to 30 characters, optionally in groups separated by
 # single spaces. The match is greedy; the longest valid prefix wins (see _redact_ibans).
 _IBAN_RE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){10,30}\b")
-# 13-19 digits, optionally grouped by single spaces or dashes (how people type card numbers).
-_CARD_RE = re.compile(r"(?<![\d.,])\d(?:[ -]?\d){12,18}(?![\d]|[.,]\d)")
+# 13-19 digits in one run or grouped the way cards are printed (4-4-4-4[-1..3], Amex 4-6-5),
+# with spaces or dashes: not any run of short numbers ("2019 2020 2021 2022" is four years).
+_CARD_RE = re.compile(
+    r"(?<![\d.,])(?<!\d[ -])(?:\d{13,19}"
+    r"|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?"
+    r"|\d{4}([ -])\d{6}\2\d{5})(?!\d|[.,]\d|[ -]\d)")
 # International numbers phonenumbers may not know are valid (new ranges, fictional ones):
 # a + (or 00) prefix followed by 7-15 digits with the usual separators.
 _INTL_PHONE_RE = re.compile(r"(?<![\w+])(?:\+|00)\d(?:[ ().-]{0,2}\d){6,14}(?!\d)")
