@@ -77,8 +77,10 @@ CHUNK = 500
 ACTIONABLE = ("unanswered", "negative_feedback")
 # A rejected gap comes back only if it has grown this much since the rejection.
 REJECTED_GROWTH = 2.0
-# Rejections that judge the gap itself (not what was proposed for it).
-SCOPE_REJECTIONS = ("not_a_gap", "sensitive")
+# A gap rejected as off-topic / not a real gap never comes back; one rejected as sensitive
+# comes back only once it has grown (REJECTED_GROWTH). Other reasons judge the proposal.
+OFF_TOPIC = "not_a_gap"
+SCOPE_REJECTIONS = (OFF_TOPIC, "sensitive")
 # KB entries considered as the home of a gap (nearest to its questions).
 CANDIDATES = 3
 # An entry's satisfaction says whether its answer is the problem only once it has been given
@@ -1044,6 +1046,9 @@ class Cycle:
             return 0, 0
         latest = session.exec(select(Suggestion).where(Suggestion.gap_id == plan.gap_id)
                               .order_by(col(Suggestion.created_at).desc())).first()
+        if any(r.reason == OFF_TOPIC for r in plan.rejected):
+            # Its failures keep joining it (so they seed no look-alike gap) and stay silent.
+            return 0, 0
         if latest is not None and latest.status == "rejected":
             size_then = int((latest.evidence or {}).get("occurrences_total", 0))
             if plan.repeats_rejection and \

@@ -497,7 +497,7 @@ def test_replaced_transcript_that_no_longer_fails_is_withdrawn_from_its_gap(api,
 def test_rejected_gap_returns_only_after_doubling(api, world):
     gift = world.suggestion_for(api, GIFT_REPLIES)
     assert gift["evidence"]["occurrences_total"] == 2
-    api.decide(gift["id"], "reject", "bob", reason="not_a_gap")
+    api.decide(gift["id"], "reject", "bob", reason="sensitive")
     more = ["Could you wrap my order as a gift?", "do you have gift wrap for presents?"]
     start = world.as_of + timedelta(hours=1)
     api.ingest(world.slug, escalations(api, "gift-more", more[:1], GIFT_REPLIES[:1], start))
@@ -511,6 +511,20 @@ def test_rejected_gap_returns_only_after_doubling(api, world):
               if drafted_from(s["answer"], GIFT_REPLIES)]
     assert back["id"] != gift["id"]
     assert back["evidence"]["occurrences_total"] == 4
+
+
+def test_a_gap_rejected_as_off_topic_never_returns(api, world):
+    gift = world.suggestion_for(api, GIFT_REPLIES)
+    api.decide(gift["id"], "reject", "bob", reason="not_a_gap", comment="we don't gift wrap")
+    more = ["Could you wrap my order as a gift?", "do you have gift wrap for presents?",
+            "can I get it gift wrapped", "gift wrapping available?", "do you wrap presents?",
+            "is there a gift wrap option"]
+    start = world.as_of + timedelta(hours=1)
+    api.ingest(world.slug, escalations(api, "gift-more", more, GIFT_REPLIES * 3, start))
+    # three times the size it had, and still nothing to review
+    assert api.run_cycle(world.slug, start + timedelta(hours=8))["suggestions_created"] == 0
+    assert [s for s in api.suggestions(world.slug, "pending")
+            if drafted_from(s["answer"], GIFT_REPLIES)] == []
 
 
 def test_a_wrong_home_rejected_is_not_proposed_again_but_the_gap_is(api, bot):
