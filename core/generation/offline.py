@@ -60,7 +60,7 @@ import numpy as np
 
 from core.embeddings import CachedEmbedder, Embedder
 from core.generation import Draft, GapContext
-from core.generation.language import detect_language, language_name
+from core.generation.language import detect_language, language_name, warm_up
 from core.generation.safety import (
     looks_like_instructions,
     redact_pii,
@@ -89,6 +89,10 @@ SCANNED_REPLIES = 40
 MIN_SUPPORT = 2
 SAME_FACT = 0.75
 SAME_FACT_LEXICAL = 0.6
+# Two sentences about the same thing (an answer and agents who talk about something else
+# share none).
+RELATED = 0.5
+RELATED_LEXICAL = 0.3
 QUOTE_WORDS = 6
 MAX_QUESTIONS = 50
 
@@ -187,6 +191,8 @@ _AGENT_PERSONAL = re.compile(
     r"|\breply\s+(?:here\s+)?with\b|\bjust\s+reply\b"
     r"|\bI(?:['’]ll|\s+will|\s+can|\s+could)\s+(?:take\s+a\s+look|check|look\s+into|have\s+a\s+"
     r"look|update|sort|get\s+(?:that|this|it)|help\s+you\s+with|see\s+what|find\s+out)"
+    r"|\bI(?:['’]ll|\s+will|\s+can|\s+could)\s+(?:point|send|recommend|refer|connect|transfer|"
+    r"escalate|arrange|book|set\s+up|pass)\b"
     r"|\bI(?:['’]m|\s+am)\s+(?:happy|glad)\s+to\b|\blet\s+me\s+(?:check|see|look|find)\b"
     r"|\blet\s+(?:me|us)\s+know\s+(?:what|which|how|when|where|if\s+you(?:['’]d)?\s+"
     r"(?:like|want|prefer))\b",
@@ -204,6 +210,12 @@ _SHORT_ANSWER = re.compile(
     r"(?:sadly|unfortunately) not|short answer)\b[^.!?]{0,15}"
 )
 MIN_FACT_WORDS = 4
+# Sympathy opens an answer; it is no fact to append to another one.
+_EMPATHY = re.compile(
+    r"(?:(?:i'm|i am|we're|we are)\s+)?(?:so\s+|really\s+|very\s+|truly\s+)?sorry\b"
+    r"|that(?:'s| is)\s+(?:so\s+|really\s+)?(?:frustrating|annoying|not good|not great|a shame)"
+    r"|(?:oh\s+)?no[,!]"
+)
 
 
 def _substantive(sentence: str) -> bool:
@@ -434,9 +446,15 @@ class _Similarity:
             sizes = bag.sum(axis=1)
             dice = 2 * (bag @ bag.T) / np.maximum(sizes[:, None] + sizes[None, :], 1.0)
             close |= dice >= SAME_FACT_LEXICAL
+        related = close.copy()
+        if vocab:
+            related |= dice >= RELATED_LEXICAL
         if vectors is not None and n and all(t in vectors for t in texts):
             mat = np.stack([vectors[t] for t in texts])
-            close |= (mat @ mat.T) >= SAME_FACT
+            cosine = mat @ mat.T
+            close |= cosine >= SAME_FACT
+            related |= cosine >= RELATED
+        self.related_matrix = related
         numbers = [_numbers(t) for t in texts]
         agree = np.array([[not a or not b or a <= b or b <= a for b in numbers]
                           for a in numbers], dtype=bool).reshape(n, n)
@@ -447,6 +465,10 @@ class _Similarity:
     def close(self, a: str, b: str) -> bool:
         """Same topic: the sentences say the same thing, numbers aside."""
         return bool(self.close_matrix[self.index[a], self.index[b]])
+
+    def related(self, a: str, b: str) -> bool:
+        """About the same thing, if not saying the same about it."""
+        return bool(self.related_matrix[self.index[a], self.index[b]])
 
     def agree(self, a: str, b: str) -> bool:
         """No number in one that the other contradicts."""
@@ -516,6 +538,7 @@ class OfflineGenerator:
             embedder = CachedEmbedder(embedder, max_items=20_000)
         self.embedder = embedder
         self.max_replies = max_replies
+        warm_up()
 
     def draft_all(self, contexts: list[GapContext]) -> list[Draft]:
         gaps = []
@@ -660,7 +683,8 @@ class OfflineGenerator:
              for k, (s, _) in enumerate(r.sentences)),
             key=lambda c: (-support[c[0]], c[1], c[2]))
         for s, _, _ in candidates:
-            if support[s] < needed or word_count(s) < MIN_FACT_WORDS or not _substantive(s):
+            if support[s] < needed or word_count(s) < MIN_FACT_WORDS or not _substantive(s) \
+                    or _EMPATHY.match(_bare(s)):
                 continue
             if not usable(s):
                 rejected_any = True
@@ -683,10 +707,11 @@ class OfflineGenerator:
             added.append((s, " "))
         if rejected_any:
             warnings.append("Left out what the reviewers rejected before as wrong information.")
-        if gap.entry and added and not any(sim.close(s, t) for r in replies
+        if gap.entry and added and not any(sim.related(s, t) for r in replies
                                            for s, _ in r.sentences for t in from_entry):
-            warnings.append("The agents' replies share no fact with this answer: check that "
-                            "they answer the same question before adding theirs to it.")
+            warnings.append("The agents' replies have nothing in common with this answer: "
+                            "check that they answer the same question before adding theirs "
+                            "to it.")
         if gap.entry and not added:
             if rejected_any:
                 return self._placeholder(REFUSED_EVIDENCE_ANSWER, gap, [

@@ -176,7 +176,7 @@ def test_improve_answer_from_agents_who_answered_something_else_is_flagged(
     replies = ["Gift wrap is $4.99 per item and includes a message card."] * 3
     d = draft(gap(replies, kind="improve_answer", entry_answer=ENTRY), embedder)
     assert d.answer == f"{ENTRY} {replies[0]}"
-    assert any("share no fact with this answer" in w for w in d.warnings)
+    assert any("nothing in common with this answer" in w for w in d.warnings)
 
 
 def test_improve_answer_with_nothing_new_keeps_the_entry_and_says_so(embedder: Embedder
