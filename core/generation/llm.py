@@ -156,6 +156,16 @@ class _Breaker:
             self._failures = 0
 
 
+@dataclasses.dataclass
+class _Fallback:
+    """A gap the LLM could not draft: the fallback drafts it, with `why` as first warning."""
+
+    ctx: GapContext
+    why: str
+    usage: TokenUsage          # tokens the failed attempts cost all the same
+    warnings: list[str]
+
+
 class _InvalidReply(Exception):
     """The model's reply was not the JSON object asked for."""
 
@@ -327,7 +337,10 @@ class LLMGenerator:
         started = time.monotonic()
         workers = min(self.max_concurrency, len(contexts))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-draft") as pool:
-            drafts = list(pool.map(partial(self._draft_safely, breaker=_Breaker()), contexts))
+            results = list(pool.map(partial(self._draft_safely, breaker=_Breaker()), contexts))
+        pending = [r for r in results if isinstance(r, _Fallback)]
+        offline = iter(self._draft_offline(pending) if pending else [])
+        drafts = [next(offline) if isinstance(r, _Fallback) else r for r in results]
         usage = sum((d.usage for d in drafts), TokenUsage())
         log.info("drafted %d gaps with %s in %.1f s (%d prompt + %d completion tokens, "
                  "%d offline)", len(drafts), self.model, time.monotonic() - started,
@@ -337,7 +350,7 @@ class LLMGenerator:
 
     # -- one gap -----------------------------------------------------------------------------
 
-    def _draft_safely(self, ctx: GapContext, *, breaker: _Breaker) -> Draft:
+    def _draft_safely(self, ctx: GapContext, *, breaker: _Breaker) -> Draft | _Fallback:
         try:
             return self._draft(ctx, breaker)
         except Exception as exc:  # one gap's failure must not cost the others their drafts
@@ -345,7 +358,7 @@ class LLMGenerator:
             return self._offline(ctx, f"{_cause(exc, self.timeout_s)}; drafted offline",
                                  TokenUsage())
 
-    def _draft(self, ctx: GapContext, breaker: _Breaker) -> Draft:
+    def _draft(self, ctx: GapContext, breaker: _Breaker) -> Draft | _Fallback:
         if ctx.kind == "add_variants" and ctx.entry_answer:
             # The entry already answers these questions; only its phrasings change.
             return Draft(ctx.entry_answer, generator=self.name)
@@ -427,16 +440,25 @@ class LLMGenerator:
                      **common)
 
     def _offline(self, ctx: GapContext, why: str, usage: TokenUsage,
-                 warnings: list[str] | None = None) -> Draft:
+                 warnings: list[str] | None = None) -> _Fallback:
+        return _Fallback(ctx, why, usage, list(warnings or []))
+
+    def _draft_offline(self, pending: list[_Fallback]) -> list[Draft]:
+        """The fallback's drafts for the gaps the LLM could not draft, in one call: it batches
+        its own work (embeddings) and runs on this thread only, never beside the LLM calls."""
         try:
-            draft = self.fallback.draft_all([ctx])[0]
+            drafts = self.fallback.draft_all([f.ctx for f in pending])
+            if len(drafts) != len(pending):
+                raise RuntimeError(f"{len(drafts)} drafts for {len(pending)} gaps")
         except Exception:
-            log.exception("offline fallback for gap %s failed", ctx.gap_id)
-            return Draft(NO_EVIDENCE_ANSWER, placeholder=True, usage=usage,
-                         warnings=[*(warnings or []), why.replace("; drafted offline", "")
-                                   + "; the offline fallback failed too: write the answer."])
-        return dataclasses.replace(draft, warnings=[why, *(warnings or []), *draft.warnings],
-                                   usage=draft.usage + usage)
+            log.exception("the offline fallback failed for %d gaps", len(pending))
+            return [Draft(NO_EVIDENCE_ANSWER, placeholder=True, usage=f.usage,
+                          warnings=[*f.warnings, f.why.replace("; drafted offline", "")
+                                    + "; the offline fallback failed too: write the answer."])
+                    for f in pending]
+        return [dataclasses.replace(d, warnings=[f.why, *f.warnings, *d.warnings],
+                                    usage=d.usage + f.usage)
+                for f, d in zip(pending, drafts, strict=True)]
 
     # -- the call ----------------------------------------------------------------------------
 

@@ -32,9 +32,11 @@ class RecordingOffline:
 
     def __init__(self) -> None:
         self.drafted: list[str] = []
+        self.calls: list[list[str]] = []
 
     def draft_all(self, contexts: list[GapContext]) -> list[Draft]:
         self.drafted += [c.gap_id for c in contexts]
+        self.calls.append([c.gap_id for c in contexts])
         return [Draft(f"offline draft for {c.gap_id}", warnings=["offline note"])
                 for c in contexts]
 
@@ -302,6 +304,32 @@ def test_an_unreachable_endpoint_falls_back(offline):
     finally:
         dead.close()
     assert draft.warnings[0] == "the LLM endpoint could not be reached; drafted offline"
+
+
+def test_the_gaps_the_llm_could_not_draft_go_to_the_fallback_together(server, client, offline):
+    server.script(Reply(status=400), GOOD, Reply("not json"), Reply("still not json"), GOOD)
+    contexts = [charger_gap(f"g{i}") for i in range(4)]
+    drafts = generator(client, offline, max_concurrency=1).draft_all(contexts)
+    assert [d.generator for d in drafts] == ["offline", "llm", "offline", "llm"]
+    assert [d.answer for d in drafts[::2]] == ["offline draft for g0", "offline draft for g2"]
+    assert offline.calls == [["g0", "g2"]]  # one batch, in order
+
+
+def test_a_failing_fallback_still_gives_every_gap_a_draft(server, client):
+    class Broken:
+        name = "offline"
+
+        def draft_all(self, contexts):
+            raise RuntimeError("no model")
+
+    server.script(Reply(status=400), GOOD)
+    drafts = LLMGenerator(client, "m", fallback=Broken(), backoff_s=0.01,
+                          max_concurrency=1).draft_all(
+        [charger_gap("g0"), charger_gap("g1")])
+    assert drafts[0].placeholder and drafts[0].answer == NO_EVIDENCE_ANSWER
+    assert drafts[0].warnings[-1] == ("the LLM endpoint answered HTTP 400; the offline fallback "
+                                      "failed too: write the answer.")
+    assert drafts[1].generator == "llm"
 
 
 def test_a_dead_endpoint_is_given_up_on_for_the_rest_of_the_batch(server, client, offline):
