@@ -158,10 +158,12 @@ class _Breaker:
 
 @dataclasses.dataclass
 class _Fallback:
-    """A gap the LLM could not draft: the fallback drafts it, with `why` as first warning."""
+    """A gap the LLM could not draft: the fallback drafts it, saying why in its first
+    warning."""
 
     ctx: GapContext
-    why: str
+    cause: str                 # "the LLM endpoint answered HTTP 500"
+    then: str                  # "drafted offline"
     usage: TokenUsage          # tokens the failed attempts cost all the same
     warnings: list[str]
 
@@ -287,6 +289,11 @@ def _cause(exc: BaseException, timeout_s: float) -> str:
     return f"drafting failed ({type(exc).__name__})"
 
 
+def _sentence(cause: str, then: str) -> str:
+    """"The LLM endpoint answered HTTP 500; drafted offline." like the cycle's other warnings."""
+    return f"{cause[:1].upper()}{cause[1:]}; {then}."
+
+
 # -- the generator ---------------------------------------------------------------------------
 
 
@@ -355,7 +362,7 @@ class LLMGenerator:
             return self._draft(ctx, breaker)
         except Exception as exc:  # one gap's failure must not cost the others their drafts
             log.exception("drafting gap %s failed unexpectedly", ctx.gap_id)
-            return self._offline(ctx, f"{_cause(exc, self.timeout_s)}; drafted offline",
+            return self._offline(ctx, _cause(exc, self.timeout_s),
                                  TokenUsage())
 
     def _draft(self, ctx: GapContext, breaker: _Breaker) -> Draft | _Fallback:
@@ -377,15 +384,15 @@ class LLMGenerator:
         reply: _Reply | None = None
         for attempt in (1, 2):  # invalid JSON gets one more chance
             if breaker.open:
-                return self._offline(ctx, f"{breaker.cause} for the gaps before this one; "
-                                     "drafted offline without asking it", usage, warnings)
+                return self._offline(ctx, f"{breaker.cause} for the gaps before this one",
+                                     usage, warnings, then="drafted offline without asking it")
             try:
                 content, used = self._complete(messages)
             except Exception as exc:
                 cause = _cause(exc, self.timeout_s)
                 breaker.failed(cause)
                 log.warning("LLM drafting of gap %s failed: %s", ctx.gap_id, cause)
-                return self._offline(ctx, f"{cause}; drafted offline", usage, warnings)
+                return self._offline(ctx, cause, usage, warnings)
             breaker.succeeded()
             usage += used
             try:
@@ -401,7 +408,7 @@ class LLMGenerator:
                                 'only {"answer": ..., "language": ..., "supported": ..., '
                                 '"missing_information": ...}.'}]
         if reply is None:
-            return self._offline(ctx, "the LLM's reply was not valid JSON; drafted offline",
+            return self._offline(ctx, "the LLM's reply was not valid JSON",
                                  usage, warnings)
         return self._finish(ctx, prompt, reply, usage, warnings)
 
@@ -439,9 +446,10 @@ class LLMGenerator:
         return Draft(redacted, warnings=warnings, language=reply.language or prompt.language,
                      **common)
 
-    def _offline(self, ctx: GapContext, why: str, usage: TokenUsage,
-                 warnings: list[str] | None = None) -> _Fallback:
-        return _Fallback(ctx, why, usage, list(warnings or []))
+    def _offline(self, ctx: GapContext, cause: str, usage: TokenUsage,
+                 warnings: list[str] | None = None, *,
+                 then: str = "drafted offline") -> _Fallback:
+        return _Fallback(ctx, cause, then, usage, list(warnings or []))
 
     def _draft_offline(self, pending: list[_Fallback]) -> list[Draft]:
         """The fallback's drafts for the gaps the LLM could not draft, in one call: it batches
@@ -453,10 +461,11 @@ class LLMGenerator:
         except Exception:
             log.exception("the offline fallback failed for %d gaps", len(pending))
             return [Draft(NO_EVIDENCE_ANSWER, placeholder=True, usage=f.usage,
-                          warnings=[*f.warnings, f.why.replace("; drafted offline", "")
-                                    + "; the offline fallback failed too: write the answer."])
+                          warnings=[*f.warnings, _sentence(f.cause, "the offline fallback "
+                                                           "failed too: write the answer")])
                     for f in pending]
-        return [dataclasses.replace(d, warnings=[f.why, *f.warnings, *d.warnings],
+        return [dataclasses.replace(d, warnings=[_sentence(f.cause, f.then), *f.warnings,
+                                                 *d.warnings],
                                     usage=d.usage + f.usage)
                 for f, d in zip(pending, drafts, strict=True)]
 

@@ -238,7 +238,7 @@ def test_malformed_json_is_retried_once_then_drafted_offline(server, client, off
 
     assert len(server.requests) == 2
     assert draft.answer == "offline draft for g1" and offline.drafted == ["g1"]
-    assert draft.warnings[0] == "the LLM's reply was not valid JSON; drafted offline"
+    assert draft.warnings[0] == "The LLM's reply was not valid JSON; drafted offline."
     assert "offline note" in draft.warnings
     assert draft.usage.prompt_tokens == 200  # both attempts cost tokens
 
@@ -264,14 +264,14 @@ def test_server_errors_end_offline_after_the_retries_naming_the_cause(server, cl
     draft = generator(client, offline, max_retries=2).draft_all([charger_gap()])[0]
     assert len(server.requests) == 3
     assert draft.generator == "offline"
-    assert draft.warnings[0] == "the LLM endpoint answered HTTP 500; drafted offline"
+    assert draft.warnings[0] == "The LLM endpoint answered HTTP 500; drafted offline."
 
 
 def test_a_client_error_is_not_retried(server, client, offline):
     server.script(Reply(status=400))
     draft = generator(client, offline).draft_all([charger_gap()])[0]
     assert len(server.requests) == 1 and draft.generator == "offline"
-    assert "HTTP 400" in draft.warnings[0]
+    assert draft.warnings[0] == "The LLM endpoint answered HTTP 400; drafted offline."
 
 
 def test_a_slow_llm_times_out_and_falls_back_in_bounded_time(server, client, offline):
@@ -283,7 +283,7 @@ def test_a_slow_llm_times_out_and_falls_back_in_bounded_time(server, client, off
     assert elapsed < 3, elapsed  # two 0.3 s attempts and a short backoff, not 10 s
     assert len(server.requests) == 2
     assert draft.generator == "offline"
-    assert draft.warnings[0] == "the LLM did not answer within 0.3 s; drafted offline"
+    assert draft.warnings[0] == "The LLM did not answer within 0.3 s; drafted offline."
 
 
 def test_a_retry_after_header_is_honoured(server, client, offline):
@@ -303,7 +303,7 @@ def test_an_unreachable_endpoint_falls_back(offline):
         draft = generator(dead, offline, max_retries=1).draft_all([charger_gap()])[0]
     finally:
         dead.close()
-    assert draft.warnings[0] == "the LLM endpoint could not be reached; drafted offline"
+    assert draft.warnings[0] == "The LLM endpoint could not be reached; drafted offline."
 
 
 def test_the_gaps_the_llm_could_not_draft_go_to_the_fallback_together(server, client, offline):
@@ -327,7 +327,7 @@ def test_a_failing_fallback_still_gives_every_gap_a_draft(server, client):
                           max_concurrency=1).draft_all(
         [charger_gap("g0"), charger_gap("g1")])
     assert drafts[0].placeholder and drafts[0].answer == NO_EVIDENCE_ANSWER
-    assert drafts[0].warnings[-1] == ("the LLM endpoint answered HTTP 400; the offline fallback "
+    assert drafts[0].warnings[-1] == ("The LLM endpoint answered HTTP 400; the offline fallback "
                                       "failed too: write the answer.")
     assert drafts[1].generator == "llm"
 
@@ -339,10 +339,10 @@ def test_a_dead_endpoint_is_given_up_on_for_the_rest_of_the_batch(server, client
 
     assert len(server.requests) == 3 * 2  # three gaps tried (with one retry each), then no more
     assert offline.drafted == [f"g{i}" for i in range(10)]
-    assert all(d.warnings[0] == "the LLM endpoint answered HTTP 503; drafted offline"
+    assert all(d.warnings[0] == "The LLM endpoint answered HTTP 503; drafted offline."
                for d in drafts[:3])
-    assert all(d.warnings[0] == "the LLM endpoint answered HTTP 503 for the gaps before this "
-               "one; drafted offline without asking it" for d in drafts[3:])
+    assert all(d.warnings[0] == "The LLM endpoint answered HTTP 503 for the gaps before this "
+               "one; drafted offline without asking it." for d in drafts[3:])
 
 
 def test_one_failing_gap_does_not_stop_the_others_being_asked(server, client, offline):
