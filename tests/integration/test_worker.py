@@ -65,7 +65,8 @@ async def test_arq_worker_runs_the_cycle_enqueued_on_redis(services: Services) -
         assert worker.jobs_complete == 1 and worker.jobs_failed == 0
         pending = _pending(services)
         assert len(pending) == 1 and pending[0].bot_id == bot.id
-        assert pending[0].answer in CHARGER_REPLIES
+        # drafted from the agents' replies (the greeting stripped)
+        assert any(pending[0].answer in reply for reply in CHARGER_REPLIES)
     finally:
         await pool.flushdb()
         await pool.aclose()
