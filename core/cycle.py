@@ -360,15 +360,26 @@ class Cycle:
             if not rows:
                 break
             batch = self._signals(rows, result)
-            with session_scope(self.engine) as session:
-                touched |= self._withdraw(session, conversation_ids=[r[0] for r in rows])
-                new, disagree = self._cluster(session, bot_id=bot_id, batch=batch,
-                                              threshold=settings.gap_similarity)
-                touched |= new
-                joined |= new
-                odd |= disagree
-                self._mark_analyzed(session, ids=[r[0] for r in rows], read_at=read_at)
+            lost, new, disagree = self._assign_batch(
+                bot_id=bot_id, batch=batch, threshold=settings.gap_similarity,
+                withdraw=[r[0] for r in rows], analysed=[r[0] for r in rows], read_at=read_at)
+            touched |= lost | new
+            joined |= new
+            odd |= disagree
         return touched, joined, odd
+
+    def _assign_batch(self, *, bot_id: str, batch: EmbeddedSignals, threshold: float,
+                      withdraw: list[str], analysed: list[str], read_at: datetime
+                      ) -> tuple[set[str], set[str], set[str]]:
+        """One write transaction per batch: drop the old evidence of `withdraw`, assign the
+        batch's failures to gaps, mark `analysed` as read. Returns the gaps that lost evidence,
+        the gaps that gained some, and the gaps whose agents' replies now disagree."""
+        with session_scope(self.engine) as session:
+            lost = self._withdraw(session, conversation_ids=withdraw)
+            new, disagree = self._cluster(session, bot_id=bot_id, batch=batch,
+                                          threshold=threshold)
+            self._mark_analyzed(session, ids=analysed, read_at=read_at)
+        return lost, new, disagree
 
     def _analyse_all(self, *, bot_id: str, as_of: datetime, settings: BotSettings,
                      result: CycleResult, reembed: bool = False
@@ -406,16 +417,14 @@ class Cycle:
                     r[0] for r in rows], decided_for={r[0] for r in rows if r[5] is not None},
                     vectors=not reembed)
             batch = self._signals(rows, result, skip=kept, known=known if not reembed else None)
-            with session_scope(self.engine) as session:
-                # Never analysed, or re-sent since: its old evidence goes, as in a normal cycle.
-                touched |= self._withdraw(session, conversation_ids=[
-                    r[0] for r in rows if r[5] is None])
-                new, disagree = self._cluster(session, bot_id=bot_id, batch=batch,
-                                              threshold=settings.gap_similarity)
-                touched |= new
-                joined |= new
-                odd |= disagree
-                self._mark_analyzed(session, ids=[r[0] for r in rows], read_at=read_at)
+            # Never analysed, or re-sent since: its old evidence goes, as in a normal cycle.
+            lost, new, disagree = self._assign_batch(
+                bot_id=bot_id, batch=batch, threshold=settings.gap_similarity,
+                withdraw=[r[0] for r in rows if r[5] is None], analysed=[r[0] for r in rows],
+                read_at=read_at)
+            touched |= lost | new
+            joined |= new
+            odd |= disagree
         return touched, joined, odd
 
     def _stored_evidence(self, session: Session, *, conversation_ids: list[str],
