@@ -940,6 +940,8 @@ class Cycle:
         notes = list(draft.warnings)
         if draft.placeholder:
             fields["confidence"] = min(fields["confidence"], NO_EVIDENCE_CONFIDENCE)
+            # Whatever the generator's wording, the reviewer must write the answer.
+            fields["evidence"]["needs_answer"] = True
             notes.insert(0, "No answer to propose: write it before approving.")
         elif draft.self_check is not None:
             # The LLM's own check of its draft against the evidence can only lower the score.
@@ -955,7 +957,10 @@ class Cycle:
         fields, proposal = plan.fields, plan.proposal
         if proposal is None or proposal.asked_vectors is None:
             return
-        drafted = fields["answer"] not in PLACEHOLDER_ANSWERS
+        drafted = fields["answer"] not in PLACEHOLDER_ANSWERS \
+            and not fields["evidence"].get("needs_answer")
+        if not drafted:
+            fields["evidence"]["needs_answer"] = True
         if plan.context is not None and proposal.source_vectors is not None and drafted:
             # How much of the draft the agents' replies support: a draft far from what they
             # said is a guess, whatever the evidence's volume.
@@ -990,7 +995,8 @@ class Cycle:
         else:
             fields["evidence"]["evidence_replay"] = figures.public()
             fields["evidence"]["evidence_replay_summary"] = figures.sentence()
-        if fields["warning"] is None and fields["confidence"] < LOW_CONFIDENCE:
+        if fields["confidence"] < LOW_CONFIDENCE and "Low confidence" not in (
+                fields["warning"] or ""):
             self._warn(plan, f"Low confidence ({fields['confidence']}/100): check the answer "
                              "before approving.")
 

@@ -170,8 +170,8 @@ class Policy:
                 values["defer_until"] = cmd.until or now + DEFAULT_DEFER
             if isinstance(cmd, Reject):
                 values["reject_reason"] = cmd.reason.value
-            if isinstance(cmd, Approve) and sug.kind == "new_answer" \
-                    and sug.answer in PLACEHOLDER_ANSWERS:
+            if isinstance(cmd, Approve) and (sug.answer in PLACEHOLDER_ANSWERS
+                                             or (sug.evidence or {}).get("needs_answer")):
                 raise InvalidInput("this suggestion has no answer yet: use edit with an answer",
                                    field="answer")
             # The conditional update is the lock: whoever flips the status first wins.

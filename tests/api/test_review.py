@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from core.generation import Draft, GapContext
+
 PRIORITY_RANK = {"critical": 0, "medium": 1, "low": 2}
 SUGGESTION_FIELDS = {"id", "kind", "priority", "confidence", "question", "answer", "variants",
                      "entry_id", "category", "warning", "evidence", "status", "created_at"}
@@ -579,3 +581,30 @@ def test_evidence_replay_predicts_what_answer_does_once_approved(api, world):
     answered = sum(api.answer(world.slug, q)["entry_id"] == out["entry_id"]
                    for q in CANADA_QUESTIONS)
     assert answered == replay["answered_with_proposal"]
+
+
+class WritesNothing:
+    """A generator that found nothing to base an answer on (as an LLM may say), in its own
+    words rather than the offline generator's."""
+
+    name = "stub"
+
+    def draft_all(self, contexts: list[GapContext]) -> list[Draft]:
+        return [Draft("Nothing in the replies answers this; over to you.", placeholder=True,
+                      generator=self.name) for _ in contexts]
+
+
+def test_a_draft_the_generator_could_not_write_must_be_written_by_the_reviewer(
+        api, bot, services):
+    services.cycle.generator = WritesNothing()
+    api.ingest(bot.slug, escalations(api, "canada", CANADA_QUESTIONS, CANADA_REPLIES,
+                                     api.BASE))
+    api.run_cycle(bot.slug, api.BASE + timedelta(days=1))
+    [sug] = api.suggestions(bot.slug)
+    assert sug["confidence"] <= 15 and "write it before approving" in sug["warning"]
+    r = api.decide(sug["id"], "approve", "alice")
+    assert 400 <= r.status_code < 500 and r.status_code != 409, r.text
+    assert api.answer(bot.slug, CANADA_PARAPHRASE)["escalate"] is True
+    r = api.decide(sug["id"], "edit", "alice", answer=CANADA_REPLIES[2])
+    assert r.status_code == 200, r.text
+    assert api.answer(bot.slug, CANADA_PARAPHRASE)["answer"] == CANADA_REPLIES[2]
