@@ -59,6 +59,8 @@ class BotSettings(BaseModel):
     # fewer than `medium_satisfaction` % of the customers it was given to in 30 days.
     critical_weekly_occurrences: StrictInt = Field(default=5, ge=1, le=100_000)
     medium_satisfaction: StrictInt = Field(default=60, ge=0, le=100)
+    # How many of the customers' phrasings a suggestion proposes as new triggers, at most.
+    max_triggers: StrictInt = Field(default=8, ge=1, le=50)
 
     @field_validator("excluded_categories")
     @classmethod

@@ -840,8 +840,9 @@ class Cycle:
         kind, entry = classify(evidence, candidates, bot_answered_with=answered_with,
                                poor_satisfaction=settings.medium_satisfaction / 100)
         refused_answers = [r.answer for r in rejected if r.kind == "new_answer"]
-        proposal = propose(kind, evidence, entry, refused_answers=self.embedder.embed(
-            refused_answers) if refused_answers else None)
+        proposal = propose(kind, evidence, entry, max_variants=settings.max_triggers,
+                           refused_answers=self.embedder.embed(refused_answers)
+                           if refused_answers else None)
         context = None if kind == "add_variants" else GapContext(
             gap_id=gap_id, kind=kind, questions=proposal.asked, agent_replies=proposal.sources,
             entry_question=entry.question if entry else None,

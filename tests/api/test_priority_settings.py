@@ -16,6 +16,8 @@ BAD = [
     ({"medium_satisfaction": -1}, "medium_satisfaction"),
     ({"medium_satisfaction": 59.5}, "medium_satisfaction"),
     ({"medium_satisfaction": None}, "medium_satisfaction"),
+    ({"max_triggers": 0}, "max_triggers"),
+    ({"max_triggers": 51}, "max_triggers"),
 ]
 
 
@@ -92,3 +94,21 @@ def test_an_answer_that_satisfies_most_customers_ranks_by_the_bots_threshold(api
         assert sug["evidence"]["incomplete"] is False
         level[handle.slug] = sug["priority"]
     assert level == {bot.slug: "low", demanding.slug: "medium"}
+
+
+def test_a_bot_can_ask_for_fewer_triggers_per_suggestion(api, bot, client, admin):
+    terse = make_bot(client, admin, "terse")
+    assert api.settings(terse.slug)["max_triggers"] == 8
+    r = api.client.patch(f"/api/v1/bots/{terse.slug}/settings", headers=terse.headers,
+                         json={"max_triggers": 1})
+    assert r.status_code == 200, r.text
+    asked = [*CANADA, "do you deliver to Canada", "shipping to Vancouver?"]
+    for handle in (bot, terse):
+        api.ingest(handle.slug, [api.escalated(f"ca{i}", q, CANADA_REPLY,
+                                               api.BASE + timedelta(hours=i))
+                                 for i, q in enumerate(asked)])
+        api.run_cycle(handle.slug, as_of=api.BASE + timedelta(days=1))
+    [default_sug] = api.suggestions(bot.slug, "pending")
+    [terse_sug] = api.suggestions(terse.slug, "pending")
+    assert len(default_sug["variants"]) >= 2
+    assert len(terse_sug["variants"]) <= 1
