@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +24,6 @@ import pytest
 from core.generation import Draft, GapContext
 from core.generation.llm import REPLY_SCHEMA, LLMGenerator
 from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES
-
-with warnings.catch_warnings():
-    # Until pyproject.toml registers the `local_llm` marker, using it would warn (an error
-    # under our filterwarnings); once it is registered this changes nothing.
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    local_llm = pytest.mark.local_llm
 
 MODEL_ALIAS = "smollm2"
 
@@ -53,7 +46,7 @@ def smollm2_gguf() -> Path | None:
 GGUF = smollm2_gguf()
 
 pytestmark = [
-    local_llm,
+    pytest.mark.local_llm,
     pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                        reason="llama-cpp-python is not installed "
                               "(pip install 'llama-cpp-python[server]')"),
