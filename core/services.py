@@ -74,7 +74,7 @@ def build_generator(settings: Settings, embedder: Embedder) -> Generator:
         return offline
     import openai
 
-    from core.generation.llm import LLMGenerator
+    from core.generation.llm import REPLY_SCHEMA, LLMGenerator
 
     assert settings.llm_model is not None  # Settings refuses an LLM without a model
     client = openai.OpenAI(
@@ -85,7 +85,9 @@ def build_generator(settings: Settings, embedder: Embedder) -> Generator:
         max_retries=0,  # LLMGenerator retries with backoff itself
     )
     return LLMGenerator(client, settings.llm_model, max_concurrency=settings.llm_concurrency,
-                        timeout_s=settings.llm_timeout_seconds, fallback=offline)
+                        timeout_s=settings.llm_timeout_seconds, fallback=offline,
+                        response_format={"type": "json_object", "schema": REPLY_SCHEMA}
+                        if settings.llm_enforce_schema else None)
 
 
 def build_core_services(settings: Settings, *, run_migrations: bool = True,

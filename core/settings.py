@@ -42,6 +42,10 @@ class Settings(BaseSettings):
                                  validation_alias="AUTOTRAIN_LLM_CONCURRENCY")
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600,
                                        validation_alias="AUTOTRAIN_LLM_TIMEOUT_SECONDS")
+    # llama.cpp's server can constrain sampling to the reply's JSON schema: small local models
+    # then always answer in the shape asked for. OpenAI's API refuses the extra field.
+    llm_enforce_schema: bool = Field(default=False,
+                                     validation_alias="AUTOTRAIN_LLM_ENFORCE_SCHEMA")
 
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(

@@ -112,16 +112,18 @@ class _Reply(BaseModel):
 
     answer: str
     language: str | None = None
-    supported: float
+    supported: float | None
     missing_information: bool = False
 
     @field_validator("supported")
     @classmethod
-    def _a_share(cls, value: float) -> float:
-        if 1 < value <= 100:  # some models answer in percent
+    def _a_share(cls, value: float | None) -> float | None:
+        if value is not None and 1 < value <= 100:  # some models answer in percent
             value /= 100
-        if not 0 <= value <= 1:
-            raise ValueError("must be between 0 and 1")
+        if value is not None and not 0 <= value <= 1:
+            # A nonsense self-score does not spoil a usable answer: the draft is then scored
+            # from the evidence alone (and says so).
+            return None
         return value
 
     @field_validator("language")
@@ -436,7 +438,10 @@ class LLMGenerator:
                          language=prompt.language, **common,
                          warnings=[*warnings, "Nothing was left of the LLM's draft: write the "
                                    "answer."])
-        if reply.supported < _LOW_SUPPORT:
+        if reply.supported is None:
+            warnings.append("The LLM's self-check was not a score from 0 to 1: the draft is "
+                            "scored from the evidence alone.")
+        elif reply.supported < _LOW_SUPPORT:
             warnings.append(f"The LLM rated the evidence's support for its draft "
                             f"{reply.supported:.2f}: check every statement.")
         if prompt.language and reply.language and \

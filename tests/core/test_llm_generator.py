@@ -187,6 +187,17 @@ def test_a_good_reply_becomes_the_draft_with_its_self_check_and_usage(server, cl
     assert offline.drafted == []
 
 
+def test_a_nonsense_self_score_keeps_the_answer_but_not_the_score(server, client, offline):
+    # small local models sometimes rate their support "7" or "250": the answer is usable
+    server.script(Reply(answer_json("Yes, every iPhone 15 model charges with it.",
+                                    supported=250)))
+    draft = generator(client, offline).draft_all([charger_gap()])[0]
+    assert draft.generator == "llm" and draft.answer.startswith("Yes, every iPhone 15")
+    assert draft.self_check is None
+    assert any("self-check" in w for w in draft.warnings)
+    assert offline.drafted == []
+
+
 def test_links_not_in_the_evidence_are_removed_and_flagged(server, client, offline):
     server.script(Reply(answer_json(
         "Yes, it works with every iPhone 15. Warranty terms: https://acme.example/warranty. "
