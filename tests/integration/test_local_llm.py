@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
@@ -69,7 +68,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF),
              "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "4096", "--n_threads", str(min(2, os.cpu_count() or 1))],
+             # One thread: llama.cpp's threads spin-wait for each other, so on 2 cores shared
+             # with anything else two threads can take minutes where one takes seconds.
+             "--n_ctx", "4096", "--n_threads", "1"],
             stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
