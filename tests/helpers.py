@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -60,3 +61,13 @@ def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                           env=env, timeout=180, cwd=ROOT)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^a-z0-9$]+", "", text.lower())
+
+
+def drafted_from(answer: str, replies: list[str]) -> bool:
+    """The offline generator drafts from the agents' replies, stripping greetings and matching
+    the bot's punctuation and capitals: what is left is part of one reply, word for word."""
+    return len(_plain(answer)) > 20 and any(_plain(answer) in _plain(r) for r in replies)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from core.generation import Draft, GapContext
+from tests.helpers import drafted_from
 
 PRIORITY_RANK = {"critical": 0, "medium": 1, "low": 2}
 SUGGESTION_FIELDS = {"id", "kind", "priority", "confidence", "question", "answer", "variants",
@@ -63,16 +63,6 @@ REFUND_MISSES = [
     "can I send my purchase back and get refunded?",
     "I'd like my money back for something I bought, how?",
 ]
-
-
-def _plain(text: str) -> str:
-    return re.sub(r"[^a-z0-9$]+", "", text.lower())
-
-
-def drafted_from(answer: str, replies: list[str]) -> bool:
-    """The offline generator drafts from the agents' replies, stripping greetings and matching
-    the bot's punctuation: what is left is part of one of the replies, word for word."""
-    return any(_plain(answer) in _plain(r) for r in replies) and len(_plain(answer)) > 20
 
 
 @dataclass
