@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -45,19 +46,28 @@ CANADA = ["Do you ship to Canada?", "can i order from toronto", "Is delivery to 
 CANADA_REPLY = "Yes, we ship to Canada in 5-8 business days, duties included at checkout."
 
 
-def test_a_bot_with_a_lower_critical_rate_sees_three_a_week_as_critical(api, bot, client,
-                                                                      admin):
-    strict = make_bot(client, admin, "strict")
-    r = api.client.patch(f"/api/v1/bots/{strict.slug}/settings", headers=strict.headers,
-                         json={"critical_weekly_occurrences": 3})
+def _default_and_custom(api, bot, client, admin, settings: dict[str, int],
+                        asked: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same escalations on the default bot and on one with `settings`; each bot's one
+    pending suggestion after a cycle."""
+    custom = make_bot(client, admin, "custom")
+    r = api.client.patch(f"/api/v1/bots/{custom.slug}/settings", headers=custom.headers,
+                         json=settings)
     assert r.status_code == 200, r.text
-    for handle in (bot, strict):
+    for handle in (bot, custom):
         api.ingest(handle.slug, [api.escalated(f"ca{i}", q, CANADA_REPLY,
                                                api.BASE + timedelta(hours=i))
-                                 for i, q in enumerate(CANADA)])
+                                 for i, q in enumerate(asked)])
         api.run_cycle(handle.slug, as_of=api.BASE + timedelta(days=1))
     [default_sug] = api.suggestions(bot.slug, "pending")
-    [strict_sug] = api.suggestions(strict.slug, "pending")
+    [custom_sug] = api.suggestions(custom.slug, "pending")
+    return default_sug, custom_sug
+
+
+def test_a_bot_with_a_lower_critical_rate_sees_three_a_week_as_critical(api, bot, client,
+                                                                      admin):
+    default_sug, strict_sug = _default_and_custom(
+        api, bot, client, admin, {"critical_weekly_occurrences": 3}, CANADA)
     assert default_sug["priority"] == "medium"  # 3 < 5
     assert strict_sug["priority"] == "critical"  # 3 >= 3
     assert "3 customers in 7 days" in strict_sug["evidence"]["reason"]
@@ -97,18 +107,9 @@ def test_an_answer_that_satisfies_most_customers_ranks_by_the_bots_threshold(api
 
 
 def test_a_bot_can_ask_for_fewer_triggers_per_suggestion(api, bot, client, admin):
-    terse = make_bot(client, admin, "terse")
-    assert api.settings(terse.slug)["max_triggers"] == 8
-    r = api.client.patch(f"/api/v1/bots/{terse.slug}/settings", headers=terse.headers,
-                         json={"max_triggers": 1})
-    assert r.status_code == 200, r.text
-    asked = [*CANADA, "do you deliver to Canada", "shipping to Vancouver?"]
-    for handle in (bot, terse):
-        api.ingest(handle.slug, [api.escalated(f"ca{i}", q, CANADA_REPLY,
-                                               api.BASE + timedelta(hours=i))
-                                 for i, q in enumerate(asked)])
-        api.run_cycle(handle.slug, as_of=api.BASE + timedelta(days=1))
-    [default_sug] = api.suggestions(bot.slug, "pending")
-    [terse_sug] = api.suggestions(terse.slug, "pending")
+    assert api.settings(bot.slug)["max_triggers"] == 8
+    default_sug, terse_sug = _default_and_custom(
+        api, bot, client, admin, {"max_triggers": 1},
+        [*CANADA, "do you deliver to Canada", "shipping to Vancouver?"])
     assert len(default_sug["variants"]) >= 2
     assert len(terse_sug["variants"]) <= 1
