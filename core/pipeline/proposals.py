@@ -176,12 +176,12 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
     # else belongs elsewhere, however close its wording.
     members = answered_by(evidence, qvecs, answer_vector)
     mvecs = qvecs[members]
-    question = evidence[members[medoid(mvecs)]].question
-    if kind != "new_answer" and entry is not None:
-        question = entry.question if kind == "add_variants" else question
-        known = entry.phrasing_vectors
-    else:
-        known = qvecs[[members[medoid(mvecs)]]]
+    typical_one = members[medoid(mvecs)]
+    question = entry.question if kind == "add_variants" and entry is not None \
+        else evidence[typical_one].question
+    # What the bot already recognises: the entry's phrasings, or the new entry's question.
+    known = entry.phrasing_vectors if kind != "new_answer" and entry is not None \
+        else qvecs[[typical_one]]
     variants = covering([evidence[i].question for i in members], mvecs, known=known,
                         limit=max_variants)
     if kind != "add_variants":
@@ -281,10 +281,6 @@ def covering(texts: list[str], vectors: np.ndarray, *, known: np.ndarray,
         covered |= sims[best] >= COVERED
         blocked |= sims[best] >= NEAR_DUPLICATE
     return [texts[i] for i in kept]
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def _score(agreement: float, count: int, *, extra: float) -> int:
