@@ -840,9 +840,20 @@ class Cycle:
         kind, entry = classify(evidence, candidates, bot_answered_with=answered_with,
                                poor_satisfaction=settings.medium_satisfaction / 100)
         refused_answers = [r.answer for r in rejected if r.kind == "new_answer"]
+        refused_vectors = self.embedder.embed(refused_answers) if refused_answers else None
         proposal = propose(kind, evidence, entry, max_variants=settings.max_triggers,
-                           refused_answers=self.embedder.embed(refused_answers)
-                           if refused_answers else None)
+                           refused_answers=refused_vectors)
+        known = [KnownAnswer(c.entry.id, c.entry.question, c.entry.answer_vector,
+                             c.entry.phrasing_vectors) for c in candidates]
+        same = duplicate_of(proposal.answer_vector, known) \
+            if kind == "new_answer" and proposal.answer_vector is not None else None
+        if same is not None:
+            # The answer would repeat an entry's: teach that entry these phrasings instead
+            # of creating its twin.
+            kind = "add_variants"
+            entry = next(c.entry for c in candidates if c.entry.id == same.entry_id)
+            proposal = propose(kind, evidence, entry, max_variants=settings.max_triggers,
+                               refused_answers=refused_vectors)
         context = None if kind == "add_variants" else GapContext(
             gap_id=gap_id, kind=kind, questions=proposal.asked, agent_replies=proposal.sources,
             entry_question=entry.question if entry else None,
@@ -850,8 +861,6 @@ class Cycle:
             kb_answers=[c.entry.answer for c in candidates],
             rejected=[RejectedDraft(r.answer, r.reason or "other", r.comment)
                       for r in rejected if r.kind != "add_variants"])
-        known = [KnownAnswer(c.entry.id, c.entry.question, c.entry.answer_vector,
-                             c.entry.phrasing_vectors) for c in candidates]
 
         week_ago = as_of - timedelta(days=7)
         recent = [r for r in rows if week_ago < as_utc(r.at) <= as_of]

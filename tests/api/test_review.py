@@ -598,3 +598,25 @@ def test_a_draft_the_generator_could_not_write_must_be_written_by_the_reviewer(
     r = api.decide(sug["id"], "edit", "alice", answer=CANADA_REPLIES[2])
     assert r.status_code == 200, r.text
     assert api.answer(bot.slug, CANADA_PARAPHRASE)["answer"] == CANADA_REPLIES[2]
+
+
+def test_agents_pasting_an_entrys_answer_to_new_wordings_teach_that_entry_never_a_twin(api,
+                                                                                      bot):
+    entry = returns_kb(api, bot.slug)
+    questions = ["I changed my mind about the blender, what now?",
+                 "the jacket doesn't fit, options?", "ordered the wrong size of shoes",
+                 "don't want the lamp anymore", "not happy with the headphones I got"]
+    replies = [RETURN_ANSWER, RETURN_ANSWER, RETURN_ANSWER,
+               "Our stores are open 9am-8pm Monday to Saturday.",
+               "Gift cards never expire and can be used online."]
+    api.ingest(bot.slug, escalations(api, "mind", questions, replies, api.BASE))
+    api.run_cycle(bot.slug, api.BASE + timedelta(days=1))
+    pasted = [s for s in api.suggestions(bot.slug) if RETURN_ANSWER in s["answer"]]
+    assert pasted and {(s["kind"], s["entry_id"]) for s in pasted} == \
+        {("add_variants", entry["id"])}
+    for s in pasted:
+        r = api.decide(s["id"], "approve", "alice")
+        assert r.status_code == 200, r.text
+    assert len(api.entries(bot.slug)) == 4  # no twin of the return policy
+    for q in questions[:3]:
+        assert api.answer(bot.slug, q)["entry_id"] == entry["id"], q
