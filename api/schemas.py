@@ -103,6 +103,22 @@ class AnswerOut(BaseModel):
     escalate: bool
 
 
+class SandboxIn(Strict):
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+    suggestion_ids: Annotated[list[str], Field(
+        max_length=20, description="Pending or deferred suggestions to try as if approved")]
+
+
+class SandboxOut(BaseModel):
+    answer: str | None
+    entry_id: str | None = Field(description="The existing entry that would answer (null for "
+                                             "a new answer or when escalating)")
+    suggestion_id: str | None = Field(description="The tried suggestion behind the answer")
+    confidence: Annotated[int, Field(ge=0, le=100)]
+    escalate: bool
+    live: AnswerOut = Field(description="What the bot answers today")
+
+
 class IngestOut(BaseModel):
     accepted: int = Field(description="New conversations stored")
     updated: int = Field(description="Conversations whose id was already known (replaced)")

@@ -17,6 +17,7 @@ from core.index import ChromaIndex, PhrasingIndex
 from core.kb import IndexSync
 from core.models import Bot
 from core.policy.service import Policy
+from core.sandbox import SandboxAnswer, sandbox_answer
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ class Services:
         return answer_question(engine=self.engine, index=self.index, embedder=self.embedder,
                                bot_id=bot.id, question=question,
                                threshold=bot_settings(bot).answer_threshold)
+
+    def sandbox(self, *, bot: Bot, question: str, suggestion_ids: list[str]) -> SandboxAnswer:
+        return sandbox_answer(engine=self.engine, index=self.index, embedder=self.embedder,
+                              bot_id=bot.id, question=question, suggestion_ids=suggestion_ids,
+                              threshold=bot_settings(bot).answer_threshold)
 
     def close(self) -> None:
         self.engine.dispose()

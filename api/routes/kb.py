@@ -14,6 +14,8 @@ from api.schemas import (
     EntryOut,
     EntryUpdate,
     RevertIn,
+    SandboxIn,
+    SandboxOut,
     VersionList,
     VersionOut,
 )
@@ -95,3 +97,15 @@ def answer(body: AnswerIn, bot: BotDep, svc: ServicesDep) -> AnswerOut:
     result = svc.answer(bot=bot, question=body.question)
     return AnswerOut(answer=result.answer, entry_id=result.entry_id,
                      confidence=result.confidence, escalate=result.escalate)
+
+
+@router.post("/sandbox", response_model=SandboxOut, tags=["answering"])
+def sandbox(body: SandboxIn, bot: BotDep, svc: ServicesDep) -> SandboxOut:
+    """How the bot would answer with the given pending suggestions approved, next to what it
+    answers today. Nothing is published."""
+    got = svc.sandbox(bot=bot, question=body.question, suggestion_ids=body.suggestion_ids)
+    return SandboxOut(answer=got.answer, entry_id=got.entry_id, suggestion_id=got.suggestion_id,
+                      confidence=got.confidence, escalate=got.escalate,
+                      live=AnswerOut(answer=got.live.answer, entry_id=got.live.entry_id,
+                                     confidence=got.live.confidence,
+                                     escalate=got.live.escalate))

@@ -1,0 +1,97 @@
+"""The sandbox: how the bot would answer a question with pending suggestions live, publishing
+nothing. The HTTP API, Slack's "test" button and email all call `sandbox_answer`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from core.answering import NEIGHBOURS, AnswerResult, answer_question, vote
+from core.embeddings import Embedder
+from core.errors import InvalidInput, NotFound
+from core.index import Hit, PhrasingIndex
+from core.models import KBEntry, Suggestion
+
+OVERLAYABLE = ("pending", "deferred")
+MAX_OVERLAID = 20
+
+
+@dataclass(frozen=True)
+class SandboxAnswer:
+    answer: str | None
+    entry_id: str | None       # the existing entry that would answer (None: a new one)
+    suggestion_id: str | None  # the overlaid suggestion behind the answer, if any
+    confidence: int
+    escalate: bool
+    live: AnswerResult         # what the bot answers today, for comparison
+
+
+def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, bot_id: str,
+                   question: str, suggestion_ids: list[str], threshold: int) -> SandboxAnswer:
+    """Answer `question` as `answer` would if the given suggestions were approved as they
+    stand: their phrasings join the vote (a new answer as an entry of its own, variants on
+    their entry) and their answers replace the entries' (improve_answer)."""
+    ids = list(dict.fromkeys(suggestion_ids))
+    if len(ids) > MAX_OVERLAID:
+        raise InvalidInput(f"at most {MAX_OVERLAID} suggestions can be tried at once",
+                           field="suggestion_ids")
+    with Session(engine) as session:
+        found = {s.id: s for s in session.exec(select(Suggestion).where(
+            col(Suggestion.id).in_(ids), Suggestion.bot_id == bot_id))}
+    for sid in ids:
+        if sid not in found:
+            raise NotFound(f"suggestion {sid} not found")
+        if found[sid].status not in OVERLAYABLE:
+            raise InvalidInput(f"suggestion {sid} is already {found[sid].status}: only pending "
+                               "or deferred suggestions can be tried", field="suggestion_ids")
+    overlaid = [found[sid] for sid in ids]
+
+    live = answer_question(engine=engine, index=index, embedder=embedder, bot_id=bot_id,
+                           question=question, threshold=threshold)
+    texts = [t for s in overlaid for t in _phrasings(s)]
+    vectors = embedder.embed([question, *texts])
+    q, phrasing_vectors = vectors[0], vectors[1:]
+    extra: list[Hit] = []
+    answers: dict[str, tuple[str, str]] = {}  # target → (answer, suggestion id)
+    row = 0
+    for s in overlaid:
+        target = s.entry_id or f"suggestion:{s.id}"
+        if s.kind != "add_variants" or s.entry_id is None:
+            answers[target] = (s.answer, s.id)
+        for j, _ in enumerate(_phrasings(s)):
+            extra.append(Hit(f"sandbox:{s.id}:{j}", target, float(q @ phrasing_vectors[row])))
+            row += 1
+    hits = sorted(index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS) + extra,
+                  key=lambda h: h.similarity, reverse=True)[:NEIGHBOURS]
+    ranked = vote(hits)
+    with Session(engine) as session:
+        # SQL is the truth, as for `answer`: an entry deactivated since is skipped.
+        active = dict(session.exec(select(KBEntry.id, KBEntry.answer).where(
+            col(KBEntry.id).in_([m.entry_id for m in ranked[:3]]), KBEntry.bot_id == bot_id,
+            col(KBEntry.active))).all())
+    for m in ranked[:3]:
+        if m.entry_id in answers:
+            text, via = answers[m.entry_id]
+        elif m.entry_id in active:
+            text, via = active[m.entry_id], _via(overlaid, m.entry_id)
+        else:
+            continue
+        confidence = round(100 * m.share)
+        entry_id = None if m.entry_id.startswith("suggestion:") else m.entry_id
+        if confidence < threshold:
+            return SandboxAnswer(None, None, None, confidence, True, live)
+        return SandboxAnswer(text, entry_id, via, confidence, False, live)
+    return SandboxAnswer(None, None, None, 0, True, live)
+
+
+def _phrasings(s: Suggestion) -> list[str]:
+    """The phrasings a suggestion adds to the index when approved."""
+    return ([s.question] if s.kind == "new_answer" or s.entry_id is None else []) + \
+        list(s.variants)
+
+
+def _via(overlaid: list[Suggestion], entry_id: str) -> str | None:
+    """The overlaid suggestion that adds phrasings to this entry, if any."""
+    return next((s.id for s in overlaid if s.entry_id == entry_id), None)
