@@ -66,8 +66,16 @@ def answer_question(*, engine: Engine, index: PhrasingIndex, embedder: Embedder,
     """Answer from the best active entry, or escalate when confidence is under `threshold`."""
     vector = embedder.embed([question])[0]
     matches = rank_entries(index=index, bot_id=bot_id, vector=vector)
+    return pick_answer(engine=engine, bot_id=bot_id, matches=matches, threshold=threshold)
+
+
+def pick_answer(*, engine: Engine, bot_id: str, matches: list[Match], threshold: int,
+                overrides: dict[str, str] | None = None) -> AnswerResult:
+    """The best of the top three voted entries that is active in SQL (or has an answer in
+    `overrides`, which also replaces an entry's), escalating under `threshold`."""
     if not matches:
         return AnswerResult(None, None, 0, True)
+    overrides = overrides or {}
     with Session(engine) as session:
         # SQL is the truth: an entry the index still lists but SQL has deactivated is skipped.
         live: dict[str, str] = dict(session.exec(
@@ -76,7 +84,7 @@ def answer_question(*, engine: Engine, index: PhrasingIndex, embedder: Embedder,
                 KBEntry.bot_id == bot_id, col(KBEntry.active))
         ).all())
     for m in matches[:3]:
-        answer = live.get(m.entry_id)
+        answer = overrides.get(m.entry_id, live.get(m.entry_id))
         if answer is None:
             continue
         confidence = round(100 * m.share)

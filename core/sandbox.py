@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core.answering import NEIGHBOURS, AnswerResult, answer_question, vote
+from core.answering import NEIGHBOURS, AnswerResult, answer_question, pick_answer, vote
 from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
 from core.index import Hit, PhrasingIndex
-from core.models import KBEntry, Suggestion
+from core.models import Suggestion
 
 OVERLAYABLE = ("pending", "deferred")
 MAX_OVERLAID = 20
@@ -65,25 +65,13 @@ def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, 
             row += 1
     hits = sorted(index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS) + extra,
                   key=lambda h: h.similarity, reverse=True)[:NEIGHBOURS]
-    ranked = vote(hits)
-    with Session(engine) as session:
-        # SQL is the truth, as for `answer`: an entry deactivated since is skipped.
-        active = dict(session.exec(select(KBEntry.id, KBEntry.answer).where(
-            col(KBEntry.id).in_([m.entry_id for m in ranked[:3]]), KBEntry.bot_id == bot_id,
-            col(KBEntry.active))).all())
-    for m in ranked[:3]:
-        if m.entry_id in answers:
-            text, via = answers[m.entry_id]
-        elif m.entry_id in active:
-            text, via = active[m.entry_id], _via(overlaid, m.entry_id)
-        else:
-            continue
-        confidence = round(100 * m.share)
-        entry_id = None if m.entry_id.startswith("suggestion:") else m.entry_id
-        if confidence < threshold:
-            return SandboxAnswer(None, None, None, confidence, True, live)
-        return SandboxAnswer(text, entry_id, via, confidence, False, live)
-    return SandboxAnswer(None, None, None, 0, True, live)
+    got = pick_answer(engine=engine, bot_id=bot_id, matches=vote(hits), threshold=threshold,
+                      overrides={target: text for target, (text, _) in answers.items()})
+    if got.escalate or got.entry_id is None:
+        return SandboxAnswer(None, None, None, got.confidence, True, live)
+    via = answers[got.entry_id][1] if got.entry_id in answers else _via(overlaid, got.entry_id)
+    entry_id = None if got.entry_id.startswith("suggestion:") else got.entry_id
+    return SandboxAnswer(got.answer, entry_id, via, got.confidence, False, live)
 
 
 def _phrasings(s: Suggestion) -> list[str]:
