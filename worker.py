@@ -42,16 +42,16 @@ async def relay_outbox(ctx: dict[str, Any]) -> dict[str, int]:
     return {"processed": result.processed, "pending": result.pending}
 
 
-def enabled_bot_ids(svc: Services) -> list[str]:
+def bot_ids(svc: Services) -> list[str]:
     with Session(svc.engine) as session:
-        bots = list(session.exec(select(Bot).order_by(col(Bot.created_at))))
-    return [b.id for b in bots if (b.settings or {}).get("enabled", True)]
+        return list(session.exec(select(Bot.id).order_by(col(Bot.created_at))))
 
 
 async def cycle_all_bots(ctx: dict[str, Any]) -> int:
-    """The scheduled cycle: one job per enabled bot (enqueued on Redis, run inline otherwise)."""
+    """The scheduled cycle: one job per bot (enqueued on Redis, run inline otherwise). A
+    paused bot's cycle only watches its published changes and returns deferred suggestions."""
     svc = _services(ctx)
-    ids = enabled_bot_ids(svc)
+    ids = bot_ids(svc)
     redis = ctx.get("redis")
     for bot_id in ids:
         if redis is not None:

@@ -142,6 +142,8 @@ class SuggestionStatus(StrEnum):
     rejected = "rejected"
     deferred = "deferred"
     auto_published = "auto_published"
+    withdrawn = "withdrawn"
+    undone = "undone"
 
 
 class SuggestionOut(BaseModel):
@@ -160,6 +162,10 @@ class SuggestionOut(BaseModel):
     created_at: datetime
     decided_by: str | None = None
     decided_at: datetime | None = None
+    decided_channel: str | None = None
+    defer_until: datetime | None = None
+    category_source: str | None = Field(
+        default=None, description='"auto" (the classifier) or "admin" (set by a person)')
 
 
 class SuggestionList(BaseModel):
@@ -233,3 +239,61 @@ class IndexStatus(BaseModel):
     wrong_active: int
     in_sync: bool
     pending_outbox: int
+
+
+class SuggestionPatch(Strict):
+    """Correct a suggestion's category (null: no category)."""
+
+    category: Annotated[str | None, Field(max_length=100)]
+    actor: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
+class ActorIn(Strict):
+    actor: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
+class CategoryOut(BaseModel):
+    name: str
+    description: str
+    keywords: list[str]
+    builtin: bool
+    excluded_from_auto_publish: bool
+    excluded_from_training: bool
+
+
+class CategoryList(BaseModel):
+    items: list[CategoryOut]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    kind: str
+    text: str
+    suggestion_id: str | None
+    entry_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+
+
+class WatchOut(BaseModel):
+    id: str
+    entry_id: str
+    suggestion_id: str | None
+    from_version: int | None
+    to_version: int
+    auto: bool
+    started_at: datetime
+    ends_at: datetime
+    status: str
+    baseline: dict[str, int]
+    checked_at: datetime | None
+    result: dict[str, Any] | None
+
+
+class WatchList(BaseModel):
+    items: list[WatchOut]

@@ -8,11 +8,20 @@ import secrets
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 from sqlmodel import Session, select
 
 from core.errors import Conflict, NotFound
 from core.models import ApiKey, Bot, utcnow
+from core.policy.categories import BUILTIN_CATEGORY_NAMES
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_EXCLUDED = ["pricing", "legal", "medical"]
@@ -36,15 +45,66 @@ class Plan(StrEnum):
     enterprise = "enterprise"
 
 
+# New suggestions a plan gets per calendar week (Monday to Sunday in the bot's timezone);
+# None: unlimited. The highest-priority gaps get the allowance.
+WEEKLY_SUGGESTIONS: dict[Plan, int | None] = {Plan.free: 5, Plan.professional: None,
+                                              Plan.enterprise: None}
+
+
+class CustomCategory(BaseModel):
+    """A topic the admin defines on top of the built-in ones (core.policy.categories)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=500)
+    keywords: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("name")
+    @classmethod
+    def _clean_name(cls, value: str) -> str:
+        name = value.strip().lower()
+        if not name:
+            raise ValueError("category name must not be blank")
+        if name in BUILTIN_CATEGORY_NAMES:
+            raise ValueError(f"{name!r} is a built-in category: pick another name")
+        return name
+
+    @field_validator("keywords")
+    @classmethod
+    def _clean_keywords(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in value:
+            word = " ".join(raw.lower().split())
+            if not word or len(word) > 100:
+                raise ValueError(f"keyword {raw!r} must be 1-100 characters")
+            if word not in out:
+                out.append(word)
+        return out
+
+
 class BotSettings(BaseModel):
     """Per-bot behaviour. Unknown keys are refused so a typo never silently does nothing."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # Autonomy (docs/policy.md): conservative = every change needs a reviewer; moderate and
+    # advanced publish suggestions whose confidence is strictly above their threshold.
     autonomy: Autonomy = Autonomy.conservative
-    notify_frequency: NotifyFrequency = NotifyFrequency.daily
-    excluded_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    moderate_auto_publish_above: StrictInt = Field(default=90, ge=0, le=100)
+    advanced_auto_publish_above: StrictInt = Field(default=80, ge=0, le=100)
+    # Auto-published suggestions per calendar day in `timezone`, at most.
     daily_auto_publish_limit: StrictInt = Field(default=10, ge=0, le=10_000)
+    notify_frequency: NotifyFrequency = NotifyFrequency.daily
+    # Declared before the category lists: their validators check names against these.
+    custom_categories: list[CustomCategory] = Field(default_factory=list, max_length=50)
+    # Never auto-published (a reviewer always decides) ...
+    excluded_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    # ... and no suggestions at all: the topic stays entirely under manual control.
+    training_excluded_categories: list[str] = Field(default_factory=list)
+    # False: auto-training is paused (the spec's name): no analysis, no new suggestions,
+    # nothing auto-published; the bot keeps answering, people can still decide what is
+    # queued, and published changes stay watched.
     enabled: StrictBool = True
     plan: Plan = Plan.professional
     timezone: str = "UTC"
@@ -61,18 +121,52 @@ class BotSettings(BaseModel):
     medium_satisfaction: StrictInt = Field(default=60, ge=0, le=100)
     # How many of the customers' phrasings a suggestion proposes as new triggers, at most.
     max_triggers: StrictInt = Field(default=8, ge=1, le=50)
+    # Watch after publish (core.policy.watch): for `watch_days` after a change goes live, once
+    # `watch_min_answers` customers got the entry, its satisfaction must not fall more than
+    # `watch_max_drop` points below the level before the change, nor under
+    # `medium_satisfaction`; otherwise a critical "consider rolling back" suggestion is raised.
+    watch_days: StrictInt = Field(default=14, ge=1, le=90)
+    watch_min_answers: StrictInt = Field(default=10, ge=3, le=100_000)
+    watch_max_drop: StrictInt = Field(default=15, ge=1, le=100)
 
-    @field_validator("excluded_categories")
+    @field_validator("custom_categories")
     @classmethod
-    def _clean_categories(cls, value: list[str]) -> list[str]:
+    def _distinct_custom(cls, value: list[CustomCategory]) -> list[CustomCategory]:
+        seen: set[str] = set()
+        for cat in value:
+            if cat.name in seen:
+                raise ValueError(f"category {cat.name!r} is defined twice")
+            seen.add(cat.name)
+        return value
+
+    @field_validator("excluded_categories", "training_excluded_categories")
+    @classmethod
+    def _known_categories(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        custom = info.data.get("custom_categories")
+        if custom is None:
+            # custom_categories itself was invalid; its own error names it.
+            return value
+        known = set(BUILTIN_CATEGORY_NAMES) | {c.name for c in custom}
         out: list[str] = []
         for raw in value:
             name = raw.strip().lower()
-            if not name or len(name) > 100:
-                raise ValueError(f"category name {raw!r} must be 1-100 characters")
+            if name not in known:
+                raise ValueError(f"unknown category {raw!r}: known are "
+                                 f"{', '.join(sorted(known))} (define it in custom_categories)")
             if name not in out:
                 out.append(name)
         return out
+
+    def category_names(self) -> list[str]:
+        return [*sorted(BUILTIN_CATEGORY_NAMES), *(c.name for c in self.custom_categories)]
+
+    def auto_publish_above(self) -> int | None:
+        """The confidence a suggestion must exceed to publish itself; None: never."""
+        if self.autonomy is Autonomy.moderate:
+            return self.moderate_auto_publish_above
+        if self.autonomy is Autonomy.advanced:
+            return self.advanced_auto_publish_above
+        return None
 
     @field_validator("timezone")
     @classmethod

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +44,7 @@ from core.pipeline.checks import (
     evidence_replay,
 )
 from core.pipeline.gaps import GapState, assign
-from core.pipeline.priorities import GapFacts, adds_information, prioritise
+from core.pipeline.priorities import PRIORITY_ORDER, GapFacts, adds_information, prioritise
 from core.pipeline.proposals import (
     LOW_CONFIDENCE,
     NO_EVIDENCE_CONFIDENCE,
@@ -57,6 +58,10 @@ from core.pipeline.proposals import (
     propose,
 )
 from core.pipeline.signals import Signal, detect, transcript_from_row
+from core.policy.categories import BUILTIN_CATEGORIES, Category, CategoryClassifier
+from core.policy.limits import weekly_allowance
+from core.policy.notify import NotificationKind, announce
+from core.policy.service import Policy
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,12 @@ class CycleResult:
     suggestions_withdrawn: int = 0
     tokens: TokenUsage = field(default_factory=TokenUsage)
     generation_seconds: float = 0.0  # drafting answers (the generator's share of `seconds`)
+    paused: bool = False  # auto-training is paused: nothing was analysed or proposed
+    held_by_plan: int = 0  # new suggestions the plan's weekly allowance held back
+    excluded: int = 0  # suggestions not made: their category is excluded from auto-training
+    deferred_returned: int = 0
+    rollbacks_suggested: int = 0
+    rolled_back: int = 0  # auto-published changes rolled back by the watch (advanced)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -112,6 +123,11 @@ class CycleResult:
             "suggestions_created": self.suggestions_created,
             "auto_published": self.auto_published,
             "seconds": round(self.seconds, 3),
+            "paused": self.paused,
+            "held_by_plan": self.held_by_plan,
+            "excluded": self.excluded,
+            "rollbacks_suggested": self.rollbacks_suggested,
+            "rolled_back": self.rolled_back,
         }
 
 
@@ -142,6 +158,22 @@ class AnswerMatrix:
         sims = self.vectors @ reply
         best = int(np.argmax(sims))
         return self.entry_ids[best] if float(sims[best]) >= at_least else None
+
+
+class KnownFirst:
+    """An embedder that serves texts already embedded this cycle from memory (a full
+    re-analysis then embeds no evidence again) and asks the real one for the rest."""
+
+    def __init__(self, inner: Embedder, known: dict[str, np.ndarray]) -> None:
+        self.inner, self.known, self.model_id = inner, known, inner.model_id
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        missing = sorted({t for t in texts if t not in self.known})
+        fresh = dict(zip(missing, self.inner.embed(missing), strict=True)) if missing else {}
+        if not texts:
+            return self.inner.embed([])
+        return np.stack([self.known[t] if t in self.known else fresh[t] for t in texts])
 
 
 @dataclass
@@ -184,12 +216,15 @@ def _norm(text: str) -> str:
 
 class Cycle:
     def __init__(self, *, engine: Engine, embedder: Embedder, index: PhrasingIndex,
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None, policy: Policy | None = None) -> None:
         self.engine = engine
         self.embedder = embedder
         self.index = index
         # None: the most representative agent reply is proposed as it is.
         self.generator = generator
+        # Auto-publishing and the watch after publish go through the policy core; without
+        # one (some tests) the cycle only proposes.
+        self.policy = policy
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -233,7 +268,14 @@ class Cycle:
             settings = bot_settings(bot)
             run = CycleRun(bot_id=bot_id, as_of=as_of)
             session.add(run)
-            self._return_deferred(session, bot_id=bot_id, as_of=as_of)
+            result.deferred_returned = self._return_deferred(session, bot_id=bot_id,
+                                                             as_of=as_of)
+        if not settings.enabled:
+            # Published changes stay watched while paused: a harmful one still gets flagged.
+            result.paused = True
+            self._watch(bot_id=bot_id, as_of=as_of, result=result)
+            self._record(run.id, bot_id=bot_id, started=started, full=full, result=result)
+            return result
 
         if full:
             touched, joined, odd = self._analyse_all(bot_id=bot_id, as_of=as_of,
@@ -256,22 +298,51 @@ class Cycle:
         plans = [(gap_id, self._plan(gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
                                      settings=settings, satisfaction=satisfaction,
                                      answers=answers)) for gap_id in sorted(touched)]
-        self._finish([plan for _, plan in plans if plan is not None],
-                     threshold=settings.answer_threshold, result=result)
-        for gap_id, plan in plans:
+        live = [plan for _, plan in plans if plan is not None]
+        known = self._finish(live, threshold=settings.answer_threshold, result=result)
+        self._categorise(live, bot_id=bot_id, settings=settings, known=known)
+        for gap_id in [g for g, plan in plans if plan is None]:
             with session_scope(self.engine) as session:
-                if plan is None:
-                    self._close_empty_gap(session, gap_id=gap_id)
-                    continue
-                created, updated = self._write_suggestion(session, plan)
-            result.suggestions_created += created
-            result.suggestions_updated += updated
+                self._close_empty_gap(session, gap_id=gap_id)
+        with Session(self.engine) as session:
+            allowance = weekly_allowance(session, bot_id=bot_id, settings=settings, at=as_of)
+        # Most urgent first, so a limited plan's allowance goes to what matters most.
+        live.sort(key=lambda p: (PRIORITY_ORDER.get(p.fields["priority"], 9),
+                                 -p.fields["score"], p.gap_id))
+        for plan in live:
+            with session_scope(self.engine) as session:
+                outcome = self._write_suggestion(session, plan, as_of=as_of, settings=settings,
+                                                 allowance=allowance)
+            if outcome == "created" and allowance is not None:
+                allowance -= 1
+            result.suggestions_created += outcome == "created"
+            result.suggestions_updated += outcome == "updated"
+            result.held_by_plan += outcome == "held"
+            result.excluded += outcome == "excluded"
 
         with session_scope(self.engine) as session:
             self._close_quiet(session, bot_id=bot_id, as_of=as_of, result=result)
+        self._watch(bot_id=bot_id, as_of=as_of, result=result)
+        if self.policy is not None:
+            result.auto_published = len(self.policy.auto_publish(bot_id=bot_id,
+                                                                 at=as_of).published)
+        self._record(run.id, bot_id=bot_id, started=started, full=full, result=result)
+        return result
+
+    def _watch(self, *, bot_id: str, as_of: datetime, result: CycleResult) -> None:
+        if self.policy is None:
+            return
+        report = self.policy.check_watches(bot_id=bot_id, at=as_of)
+        result.rollbacks_suggested += len(report.alerted)
+        result.rolled_back += len(report.rolled_back)
+
+    def _record(self, run_id: str, *, bot_id: str, started: float, full: bool,
+                result: CycleResult) -> None:
+        """Finish the cycle's run record with its figures."""
+        with session_scope(self.engine) as session:
             result.gaps = len(session.exec(
                 select(Gap.id).where(Gap.bot_id == bot_id, Gap.status == "open")).all())
-            stored = session.get(CycleRun, run.id)
+            stored = session.get(CycleRun, run_id)
             assert stored is not None
             result.seconds = time.perf_counter() - started
             stored.finished_at = utcnow()
@@ -284,9 +355,9 @@ class Cycle:
                             "generator": self.generator.name if self.generator else None,
                             "generation_seconds": round(result.generation_seconds, 3),
                             "tokens": {"prompt": result.tokens.prompt_tokens,
-                                       "completion": result.tokens.completion_tokens}}
+                                       "completion": result.tokens.completion_tokens},
+                            "deferred_returned": result.deferred_returned}
             session.add(stored)
-        return result
 
     # -- reading conversations -----------------------------------------------------------------
 
@@ -671,14 +742,66 @@ class Cycle:
 
     # -- stages wired to storage -------------------------------------------------------------
 
-    def _return_deferred(self, session: Session, *, bot_id: str, as_of: datetime) -> None:
-        session.execute(
-            update(Suggestion)
-            .where(Suggestion.bot_id == bot_id, Suggestion.status == "deferred",
-                   col(Suggestion.defer_until) <= as_of)
-            .values(status="pending", updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+    def _return_deferred(self, session: Session, *, bot_id: str, as_of: datetime) -> int:
+        """Deferred suggestions whose date came return to the queue, with a reminder."""
+        due = list(session.exec(select(Suggestion).where(
+            Suggestion.bot_id == bot_id, Suggestion.status == "deferred",
+            col(Suggestion.defer_until) <= as_of)))
+        for sug in due:
+            sug.status = "pending"
+            sug.updated_at = utcnow()
+            session.add(sug)
+            when = as_utc(sug.decided_at).date().isoformat() if sug.decided_at else "earlier"
+            announce(session, bot_id=bot_id, kind=NotificationKind.deferred_returned,
+                     suggestion_id=sug.id, entry_id=sug.entry_id, at=as_of,
+                     text=f'Back in the queue: "{sug.question}" (deferred by {sug.decided_by} '
+                          f"on {when}).", payload={"priority": sug.priority})
+        return len(due)
+
+    def _categorise(self, plans: list[SuggestionPlan], *, bot_id: str, settings: BotSettings,
+                    known: dict[str, np.ndarray]) -> None:
+        """Each suggestion's topic category: the entry's own when a person set one, a
+        person's earlier correction for this gap, else the classifier's."""
+        if not plans:
+            return
+        with Session(self.engine) as session:
+            corrections = [(q, c) for q, c in session.exec(
+                select(Suggestion.question, Suggestion.category).where(
+                    Suggestion.bot_id == bot_id, Suggestion.category_source == "admin")).all()]
+            entry_ids = {p.fields["entry_id"] for p in plans if p.fields["entry_id"]}
+            entry_category = dict(session.exec(select(KBEntry.id, KBEntry.category).where(
+                col(KBEntry.id).in_(entry_ids), col(KBEntry.category).is_not(None)))
+                .all()) if entry_ids else {}
+            gap_ids = [p.gap_id for p in plans]
+            corrected: dict[str, str | None] = {}
+            for start in range(0, len(gap_ids), CHUNK):
+                for gap_id, category in session.exec(
+                        select(Suggestion.gap_id, Suggestion.category).where(
+                            col(Suggestion.gap_id).in_(gap_ids[start:start + CHUNK]),
+                            Suggestion.category_source == "admin")
+                        .order_by(col(Suggestion.updated_at))).all():
+                    corrected[gap_id or ""] = category
+        categories = [*BUILTIN_CATEGORIES, *(
+            Category(name=c.name, description=c.description, keywords=tuple(c.keywords))
+            for c in settings.custom_categories)]
+        classifier = CategoryClassifier(KnownFirst(self.embedder, known), categories,
+                                        corrections)
+        matches = classifier.classify_many(
+            [(p.fields["question"], p.fields["answer"], p.fields["variants"]) for p in plans])
+        for plan, match in zip(plans, matches, strict=True):
+            fields = plan.fields
+            if plan.gap_id in corrected:
+                fields["category"] = corrected[plan.gap_id]
+                fields["category_source"] = "admin"
+                continue
+            if fields["entry_id"] in entry_category:
+                fields["category"] = entry_category[fields["entry_id"]]
+                fields["evidence"]["category_why"] = "the entry's category"
+            else:
+                fields["category"] = match.name if match else None
+                if match is not None:
+                    fields["evidence"]["category_why"] = match.why
+            fields["category_source"] = "auto"
 
     def _embed(self, signals: list[Signal]) -> EmbeddedSignals:
         if not signals:
@@ -918,7 +1041,7 @@ class Cycle:
             context=context, proposal=proposal, known=known, rejected=rejected)
 
     def _finish(self, plans: list[SuggestionPlan], *, threshold: int,
-                result: CycleResult) -> None:
+                result: CycleResult) -> dict[str, np.ndarray]:
         """Draft the answers (all gaps in one call, so an LLM generator can work on several at
         once), then check each draft before it is proposed: how well the evidence supports it,
         duplicates and contradictions in the KB, and the evidence replay."""
@@ -943,6 +1066,10 @@ class Cycle:
             known.update(zip(fresh, self.embedder.embed(fresh), strict=True))
         for plan in plans:
             self._check(plan, known[plan.fields["answer"]], threshold=threshold)
+        for p in plans:
+            if p.proposal is not None and p.proposal.asked_vectors is not None:
+                known.update(zip(p.proposal.asked, p.proposal.asked_vectors, strict=True))
+        return known
 
     def _apply_draft(self, plan: SuggestionPlan, draft: Draft) -> None:
         fields = plan.fields
@@ -1044,8 +1171,11 @@ class Cycle:
             sug.updated_at = utcnow()
             session.add(sug)
 
-    def _write_suggestion(self, session: Session, plan: SuggestionPlan) -> tuple[int, int]:
-        """Create or refresh the gap's one open suggestion. Returns (created, updated)."""
+    def _write_suggestion(self, session: Session, plan: SuggestionPlan, *, as_of: datetime,
+                          settings: BotSettings, allowance: int | None) -> str:
+        """Create or refresh the gap's one open suggestion. Returns what happened: created,
+        updated, held (the plan's weekly allowance is used up), excluded (its category is
+        excluded from auto-training) or skipped."""
         gap = session.get(Gap, plan.gap_id)
         assert gap is not None
         gap.kind = plan.fields["kind"]
@@ -1058,27 +1188,43 @@ class Cycle:
         current = session.exec(select(Suggestion).where(
             Suggestion.gap_id == plan.gap_id, col(Suggestion.status).in_(OPEN_SUGGESTION))
             .order_by(col(Suggestion.created_at).desc())).first()
+        excluded = plan.fields.get("category") in settings.training_excluded_categories
         if current is not None:
-            # New evidence updates the open suggestion; it never adds a second one.
+            # New evidence updates the open suggestion; it never adds a second one. A
+            # category a person set stays.
+            keep = ("category", "category_source") if current.category_source == "admin" \
+                else ()
             for k, v in plan.fields.items():
-                setattr(current, k, v)
+                if k not in keep:
+                    setattr(current, k, v)
             current.updated_at = utcnow()
+            if current.category in settings.training_excluded_categories:
+                current.status = "withdrawn"
+                session.add(current)
+                return "excluded"
             session.add(current)
-            return 0, 1
+            return "updated"
         if gap.status == "published" and plan.fields["kind"] == "add_variants" \
                 and not plan.fields["variants"]:
             # A follow-up that would add nothing to the published entry is not worth a review.
-            return 0, 0
+            return "skipped"
+        if excluded:
+            # The topic stays under manual control: its failures keep gathering in the gap
+            # (metrics and a later change of settings see them) but nobody is asked.
+            return "excluded"
         latest = session.exec(select(Suggestion).where(Suggestion.gap_id == plan.gap_id)
                               .order_by(col(Suggestion.created_at).desc())).first()
         if any(r.reason == OFF_TOPIC for r in plan.rejected):
             # Its failures keep joining it (so they seed no look-alike gap) and stay silent.
-            return 0, 0
+            return "skipped"
         if latest is not None and latest.status == "rejected":
             size_then = int((latest.evidence or {}).get("occurrences_total", 0))
             if plan.repeats_rejection and \
                     plan.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
-                return 0, 0
+                return "skipped"
+        if allowance is not None and allowance <= 0:
+            return "held"
+        # Stamped with the cycle's time: the plan's weekly allowance counts by it.
         session.add(Suggestion(bot_id=plan.bot_id, gap_id=plan.gap_id, status="pending",
-                               **plan.fields))
-        return 1, 0
+                               created_at=as_of, updated_at=as_of, **plan.fields))
+        return "created"

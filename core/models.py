@@ -192,6 +192,8 @@ class Suggestion(SQLModel, table=True):
     variants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     entry_id: str | None = Field(default=None, max_length=32)
     category: str | None = Field(default=None, max_length=100)
+    # "auto" (the cycle's classifier) or "admin" (corrected by a person; the cycle keeps it).
+    category_source: str | None = Field(default=None, max_length=16)
     warning: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="pending", max_length=16)
@@ -226,3 +228,49 @@ class CycleRun(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Notification(SQLModel, table=True):
+    """Something the reviewers must be told (auto-published, rolled back, a deferred suggestion
+    back in the queue, ...), written in the same transaction as the change it announces; the
+    review channels (Slack, email) deliver it and set `delivered_at`."""
+
+    __table_args__ = (Index("ix_notification_bot_at", "bot_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    kind: str = Field(max_length=32)
+    text: str
+    suggestion_id: str | None = Field(default=None, max_length=32)
+    entry_id: str | None = Field(default=None, max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = Field(default=None, index=True)
+
+
+class EntryWatch(SQLModel, table=True):
+    """A published change under watch (core.policy.watch): how the entry fared before it, and
+    what the watch concluded."""
+
+    __table_args__ = (Index("ix_entrywatch_bot_status", "bot_id", "status"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    entry_id: str = Field(max_length=32, index=True)
+    suggestion_id: str | None = Field(default=None, max_length=32)
+    # The version before the change (None: the change created the entry) and after it.
+    from_version: int | None = None
+    to_version: int
+    auto: bool = False  # published by autonomy, not by a person
+    started_at: datetime
+    ends_at: datetime
+    # The entry's record over the 30 days before the change (0 answered: no baseline).
+    baseline_answered: int = 0
+    baseline_satisfied: int = 0
+    baseline_negative: int = 0
+    # watching → passed (the window ended without a drop) | alerted (a rollback suggestion
+    # was raised) | rolled_back (deactivated or reverted automatically) | superseded (a newer
+    # change to the entry is watched instead)
+    status: str = Field(default="watching", max_length=16)
+    checked_at: datetime | None = None
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -112,13 +112,14 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
             if settings.chroma_url else \
             ChromaIndex(path=settings.chroma_path, model_id=embedder.model_id)
     index_sync = IndexSync(engine=engine, index=index, embedder=embedder)
+    policy = Policy(engine=engine, index_sync=index_sync)
     return Services(
         settings=settings,
         engine=engine,
         embedder=embedder,
         index=index,
         index_sync=index_sync,
-        policy=Policy(engine=engine, index_sync=index_sync),
+        policy=policy,
         cycle=Cycle(engine=engine, embedder=embedder, index=index,
-                    generator=generator or build_generator(settings, embedder)),
+                    generator=generator or build_generator(settings, embedder), policy=policy),
     )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlmodel import Session, col, select
 
 from api.deps import BotDep, CallerDep, ServicesDep
 from api.schemas import (
+    ActorIn,
     AuditList,
     AuditOut,
+    CategoryList,
+    CategoryOut,
     CycleIn,
     CycleOut,
     DecisionAction,
@@ -21,14 +24,30 @@ from api.schemas import (
     IndexStatus,
     MetricsBucket,
     MetricsOut,
+    NotificationList,
+    NotificationOut,
     SuggestionList,
     SuggestionOut,
+    SuggestionPatch,
     SuggestionStatus,
+    WatchList,
+    WatchOut,
 )
+from core.bots import bot_settings
 from core.metrics import THIN_DATA_CONVERSATIONS, Bucket, activated_at, compute_metrics
-from core.models import AuditEvent, IndexOutbox, Suggestion
+from core.models import AuditEvent, EntryWatch, IndexOutbox, Notification, Suggestion
 from core.pipeline.priorities import PRIORITY_ORDER
-from core.policy.commands import Approve, Defer, EditAndApprove, Reject, RejectReason
+from core.policy.categories import BUILTIN_CATEGORIES, Category
+from core.policy.commands import (
+    Approve,
+    Defer,
+    EditAndApprove,
+    Reject,
+    RejectReason,
+    SetCategory,
+    SetPaused,
+    UndoSuggestion,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["review"])
 
@@ -38,7 +57,8 @@ def suggestion_out(s: Suggestion) -> SuggestionOut:
         id=s.id, kind=s.kind, priority=s.priority, confidence=s.confidence, question=s.question,
         answer=s.answer, variants=list(s.variants), entry_id=s.entry_id, category=s.category,
         warning=s.warning, evidence=dict(s.evidence), status=s.status, created_at=s.created_at,
-        decided_by=s.decided_by, decided_at=s.decided_at,
+        decided_by=s.decided_by, decided_at=s.decided_at, decided_channel=s.decided_channel,
+        defer_until=s.defer_until, category_source=s.category_source,
     )
 
 
@@ -102,6 +122,92 @@ def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep,
     result = svc.policy.decide(cmd)
     return DecisionOut(status=result.status, entry_id=result.entry_id,
                        entry_version=result.entry_version)
+
+
+@router.patch("/suggestions/{suggestion_id}", response_model=SuggestionOut)
+def correct_suggestion(suggestion_id: str, body: SuggestionPatch, svc: ServicesDep,
+                       who: CallerDep) -> SuggestionOut:
+    """Correct a suggestion's category; the cycle keeps it and the classifier learns from
+    it. Moving it into a category excluded from auto-training withdraws it."""
+    _suggestion_for(svc, who, suggestion_id)
+    return suggestion_out(svc.policy.set_category(SetCategory(
+        suggestion_id=suggestion_id, category=body.category, actor=who.actor(body.actor))))
+
+
+@router.post("/suggestions/{suggestion_id}/undo")
+def undo(suggestion_id: str, svc: ServicesDep, who: CallerDep,
+         body: ActorIn | None = None) -> dict[str, Any]:
+    """Take back a published (approved or auto-published) suggestion: its entry returns to
+    the version before, or is switched off if the suggestion created it. 409 if the entry
+    changed since."""
+    _suggestion_for(svc, who, suggestion_id)
+    return svc.policy.undo(UndoSuggestion(suggestion_id=suggestion_id,
+                                          actor=who.actor(body.actor if body else None)))
+
+
+@router.post("/bots/{slug}/pause")
+def pause(bot: BotDep, svc: ServicesDep, who: CallerDep,
+          body: ActorIn | None = None) -> dict[str, Any]:
+    """Pause auto-training (settings.enabled = false): no analysis, no new suggestions,
+    nothing auto-published until resumed. 409 if already paused."""
+    return svc.policy.set_paused(SetPaused(bot_id=bot.id, paused=True,
+                                           actor=who.actor(body.actor if body else None)))
+
+
+@router.post("/bots/{slug}/resume")
+def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
+           body: ActorIn | None = None) -> dict[str, Any]:
+    """Resume auto-training. 409 if it is not paused."""
+    return svc.policy.set_paused(SetPaused(bot_id=bot.id, paused=False,
+                                           actor=who.actor(body.actor if body else None)))
+
+
+@router.get("/bots/{slug}/categories", response_model=CategoryList)
+def categories(bot: BotDep) -> CategoryList:
+    """The built-in and custom categories, and what each is excluded from."""
+    settings = bot_settings(bot)
+    cats = [*BUILTIN_CATEGORIES, *(Category(name=c.name, description=c.description,
+                                            keywords=tuple(c.keywords))
+                                   for c in settings.custom_categories)]
+    return CategoryList(items=[CategoryOut(
+        name=c.name, description=c.description, keywords=list(c.keywords), builtin=c.builtin,
+        excluded_from_auto_publish=c.name in settings.excluded_categories,
+        excluded_from_training=c.name in settings.training_excluded_categories) for c in cats])
+
+
+@router.get("/bots/{slug}/notifications", response_model=NotificationList)
+def notifications(bot: BotDep, svc: ServicesDep, undelivered: bool = False,
+                  limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> NotificationList:
+    """What the reviewers were told (auto-published changes, rollbacks, deferred suggestions
+    back in the queue, pauses), newest first."""
+    with Session(svc.engine) as session:
+        stmt = select(Notification).where(Notification.bot_id == bot.id)
+        if undelivered:
+            stmt = stmt.where(col(Notification.delivered_at).is_(None))
+        rows = list(session.exec(stmt.order_by(col(Notification.created_at).desc(),
+                                               col(Notification.id).desc()).limit(limit)))
+    return NotificationList(items=[NotificationOut.model_validate(r, from_attributes=True)
+                                   for r in rows])
+
+
+@router.get("/bots/{slug}/watches", response_model=WatchList)
+def watches(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
+            status_: Annotated[str | None, Query(alias="status")] = None) -> WatchList:
+    """Published changes under watch and what the watch concluded, newest first."""
+    with Session(svc.engine) as session:
+        stmt = select(EntryWatch).where(EntryWatch.bot_id == bot.id)
+        if entry_id:
+            stmt = stmt.where(EntryWatch.entry_id == entry_id)
+        if status_:
+            stmt = stmt.where(EntryWatch.status == status_)
+        rows = list(session.exec(stmt.order_by(col(EntryWatch.started_at).desc())))
+    return WatchList(items=[WatchOut(
+        id=w.id, entry_id=w.entry_id, suggestion_id=w.suggestion_id,
+        from_version=w.from_version, to_version=w.to_version, auto=w.auto,
+        started_at=w.started_at, ends_at=w.ends_at, status=w.status,
+        baseline={"answered": w.baseline_answered, "satisfied": w.baseline_satisfied,
+                  "negative": w.baseline_negative},
+        checked_at=w.checked_at, result=w.result) for w in rows])
 
 
 @router.get("/bots/{slug}/audit", response_model=AuditList,

@@ -72,10 +72,15 @@ class SetEntryActive:
     actor: Actor
 
 
+# Decisions carry `at` only where time is simulated (the replay, tests); every channel that
+# people use leaves it None, meaning now.
+
+
 @dataclass(frozen=True)
 class Approve:
     suggestion_id: str
     actor: Actor
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class EditAndApprove:
     actor: Actor
     answer: str | None = None
     variants: list[str] | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,46 @@ class Reject:
     actor: Actor
     reason: RejectReason = RejectReason.other
     comment: str | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Defer:
+    """Put a suggestion aside until `until` (default a week): it then returns to the queue and
+    the reviewers are reminded."""
+
     suggestion_id: str
     actor: Actor
     until: datetime | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UndoSuggestion:
+    """Take back what an approved or auto-published suggestion changed (one click): the entry
+    returns to the version before it, or is switched off if the suggestion created it."""
+
+    suggestion_id: str
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class SetCategory:
+    """A person corrects a suggestion's category (None: no category). The cycle keeps it,
+    and the classifier learns from it."""
+
+    suggestion_id: str
+    category: str | None
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class SetPaused:
+    """Pause or resume auto-training for a bot."""
+
+    bot_id: str
+    paused: bool
+    actor: Actor
 
 
 @dataclass(frozen=True)
