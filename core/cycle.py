@@ -287,6 +287,14 @@ class Cycle:
         with session_scope(self.engine) as session:
             touched = self._reshape(session, bot_id=bot_id, touched=touched, joined=joined,
                                     disagreeing=odd, full=full, result=result)
+        with Session(self.engine) as session:
+            allowance = weekly_allowance(session, bot_id=bot_id, settings=settings, at=as_of)
+            if allowance:
+                # A limited plan with room again (a new week): gaps it held back earlier get
+                # their turn even if nothing new joined them.
+                offered = select(Suggestion.id).where(col(Suggestion.gap_id) == Gap.id)
+                touched |= set(session.exec(select(Gap.id).where(
+                    Gap.bot_id == bot_id, Gap.status == "open", ~offered.exists())).all())
 
         with Session(self.engine) as session:
             thin = len(session.exec(
@@ -304,8 +312,6 @@ class Cycle:
         for gap_id in [g for g, plan in plans if plan is None]:
             with session_scope(self.engine) as session:
                 self._close_empty_gap(session, gap_id=gap_id)
-        with Session(self.engine) as session:
-            allowance = weekly_allowance(session, bot_id=bot_id, settings=settings, at=as_of)
         # Most urgent first, so a limited plan's allowance goes to what matters most.
         live.sort(key=lambda p: (PRIORITY_ORDER.get(p.fields["priority"], 9),
                                  -p.fields["score"], p.gap_id))

@@ -1,0 +1,286 @@
+"""The policy inside the cycle: auto-publishing through the real pipeline, the free plan's
+weekly allowance, topics excluded from auto-training, kept corrections, deferred reminders,
+and the watch after publish on a scripted drop in satisfaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from core.bots import bot_settings
+from core.conversations import ConversationIn, store_conversations
+from core.db import session_scope
+from core.models import AuditEvent, Bot, EntryWatch, KBEntry, Notification, Suggestion
+from core.policy.commands import (
+    Actor,
+    Approve,
+    Channel,
+    CreateEntry,
+    Defer,
+    SetCategory,
+    UpdateSettings,
+)
+from core.services import Services
+from tests.gap_world import GapWorld
+from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES
+
+ALICE = Actor(name="alice", channel=Channel.email)
+MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+# Eight unrelated topics the bot cannot answer, each asked twice and answered by an agent.
+TOPICS: dict[str, tuple[list[str], str]] = {
+    "canada": (["Do you ship to Canada?", "Can you deliver my order to Canada?"],
+               "Yes, we ship to Canada in 5-8 business days."),
+    "gift": (["Do you offer gift wrapping?", "Can you gift wrap my order?"],
+             "Yes, tick 'gift wrap' at checkout and we wrap it for you."),
+    "hours": (["What are your store opening hours?", "When is your shop open?"],
+              "Our stores are open 9am to 6pm, Monday to Saturday."),
+    "password": (["How do I change my password?", "I want to update my login password"],
+                 "Go to Account > Security and choose Change password."),
+    "warranty": (["How long is the warranty on headphones?",
+                  "What warranty do your headphones have?"],
+                 "All our headphones come with a two-year warranty."),
+    "loyalty": (["How do loyalty points work?", "How do I earn reward points?"],
+                "You earn one point per order and can redeem them in your account."),
+    "pickup": (["Can I pick up my order in store?", "Is in-store collection possible?"],
+               "Yes, choose Click & Collect at checkout and pick it up in two hours."),
+    "stock": (["When will the blue hoodie be back in stock?",
+               "Is the blue hoodie restocked soon?"],
+              "The blue hoodie is restocked every month; sign up for an alert on its page."),
+}
+
+
+def answered(cid: str, question: str, entry: dict[str, Any], at: datetime, *,
+             happy: bool) -> dict[str, Any]:
+    """The bot answers with `entry`; the customer thanks it, or gives a thumbs-down."""
+    messages = [{"role": "customer", "text": question, "at": at.isoformat()},
+                {"role": "bot", "text": entry["answer"], "entry_id": entry["id"],
+                 "at": (at + timedelta(seconds=2)).isoformat()}]
+    if happy:
+        messages.append({"role": "customer", "text": "great, thanks!",
+                         "at": (at + timedelta(seconds=30)).isoformat()})
+    return {"id": cid, "started_at": at.isoformat(), "messages": messages,
+            "feedback": [] if happy else [{"message_index": 1, "rating": "down"}]}
+
+
+def store(world: GapWorld, convs: list[dict[str, Any]]) -> None:
+    with session_scope(world.svc.engine) as session:
+        store_conversations(session, bot_id=world.bot_id,
+                            conversations=[ConversationIn.model_validate(c) for c in convs])
+
+
+def configure(world: GapWorld, **patch: Any) -> None:
+    world.svc.policy.update_settings(UpdateSettings(bot_id=world.bot_id, patch=patch,
+                                                    actor=ALICE))
+
+
+def notifications(world: GapWorld) -> list[Notification]:
+    with Session(world.svc.engine) as session:
+        return list(session.exec(select(Notification).where(
+            Notification.bot_id == world.bot_id).order_by(col(Notification.id))))
+
+
+def answer_entry(world: GapWorld, question: str) -> str | None:
+    with Session(world.svc.engine) as session:
+        bot = session.get(Bot, world.bot_id)
+        assert bot is not None
+    return world.svc.answer(bot=bot, question=question).entry_id
+
+
+def test_the_cycle_auto_publishes_what_clears_the_threshold(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    world.cycle(MONDAY + timedelta(hours=1))
+    (sug,) = world.open_suggestions()
+    assert sug.category is None and sug.confidence > 0
+    # At its confidence exactly, moderate autonomy still waits for a person ...
+    configure(world, autonomy="moderate", moderate_auto_publish_above=sug.confidence)
+    assert world.cycle(MONDAY + timedelta(hours=2)).auto_published == 0
+    assert world.suggestions("pending")[0].evidence["autonomy"]["published"] is False
+    # ... one point lower and the next cycle publishes it, live for the chatbot at once.
+    configure(world, moderate_auto_publish_above=sug.confidence - 1)
+    assert world.cycle(MONDAY + timedelta(hours=3)).auto_published == 1
+    (done,) = world.suggestions("auto_published")
+    assert answer_entry(world, "Does your charger work with the iPhone 15?") == done.entry_id
+    assert [n.kind for n in notifications(world)][-1] == "auto_published"
+
+
+def test_the_free_plan_offers_five_suggestions_a_week_most_urgent_first(
+        services: Services) -> None:
+    world = GapWorld(services)
+    configure(world, plan="free")
+    # Charger: six customers this week, so critical; the eight other topics two each.
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    for name, (questions, reply) in TOPICS.items():
+        world.escalate(name, questions, [reply], MONDAY)
+    first = world.cycle(MONDAY + timedelta(hours=2))
+    offered = world.open_suggestions()
+    assert len(offered) == 5 and first.held_by_plan == first.gaps - 5 >= 3
+    assert "critical" in {s.priority for s in offered}
+    assert any(s.question in CHARGER_QUESTIONS for s in offered)
+    # Later the same week: still five.
+    assert world.cycle(MONDAY + timedelta(days=2)).suggestions_created == 0
+    # Next week the held-back gaps get their turn, without any new conversation.
+    second = world.cycle(MONDAY + timedelta(days=7, hours=1))
+    assert second.suggestions_created == min(5, first.held_by_plan)
+    # A professional plan is unlimited.
+    configure(world, plan="professional")
+    world.cycle(MONDAY + timedelta(days=7, hours=2))
+    assert len(world.open_suggestions()) == first.gaps
+
+
+def test_a_topic_excluded_from_auto_training_gets_no_suggestion(services: Services) -> None:
+    world = GapWorld(services)
+    configure(world, training_excluded_categories=["medical"])
+    world.escalate("dose", ["Can I take ibuprofen with your sleep supplement?",
+                            "Is it safe to take your melatonin with my medication?",
+                            "What dose of melatonin is safe during pregnancy?"],
+                   ["Please ask your doctor or pharmacist before combining medication."],
+                   MONDAY)
+    questions, reply = TOPICS["gift"]
+    world.escalate("gift", questions, [reply], MONDAY)
+    result = world.cycle(MONDAY + timedelta(hours=1))
+    assert result.excluded >= 1
+    assert [s.question for s in world.open_suggestions()] in ([q] for q in questions)
+
+
+def test_a_corrected_category_survives_new_evidence(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS[:3], CHARGER_REPLIES, MONDAY)
+    world.cycle(MONDAY + timedelta(hours=1))
+    (sug,) = world.open_suggestions()
+    services.policy.set_category(SetCategory(suggestion_id=sug.id, category="legal",
+                                             actor=ALICE))
+    world.escalate("charger-more", CHARGER_QUESTIONS[3:], CHARGER_REPLIES, MONDAY)
+    world.cycle(MONDAY + timedelta(hours=2))
+    (again,) = world.open_suggestions()
+    assert again.id == sug.id and again.evidence["occurrences_total"] == 6
+    assert (again.category, again.category_source) == ("legal", "admin")
+
+
+def test_a_deferred_suggestion_returns_with_a_reminder(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    world.cycle(MONDAY + timedelta(hours=1))
+    (sug,) = world.open_suggestions()
+    services.policy.decide(Defer(suggestion_id=sug.id, actor=ALICE,
+                                 until=MONDAY + timedelta(days=3),
+                                 at=MONDAY + timedelta(hours=2)))
+    world.cycle(MONDAY + timedelta(days=2))
+    assert world.suggestions("deferred") and not notifications(world)
+    world.cycle(MONDAY + timedelta(days=3, hours=1))
+    assert [s.id for s in world.suggestions("pending")] == [sug.id]
+    (note,) = notifications(world)
+    assert note.kind == "deferred_returned" and note.suggestion_id == sug.id
+    assert "deferred by alice on 2026-03-02" in note.text
+
+
+# -- watch after publish --------------------------------------------------------------------
+
+DELIVERY_Q = "How long does delivery take?"
+
+
+def delivery_entry(world: GapWorld) -> dict[str, Any]:
+    return world.svc.policy.create_entry(CreateEntry(
+        bot_id=world.bot_id, question=DELIVERY_Q, variants=["when will my parcel arrive"],
+        answer="Delivery takes 3 to 5 working days.", actor=ALICE))
+
+
+def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
+        services: Services) -> None:
+    world = GapWorld(services)
+    entry = delivery_entry(world)
+    change_at = MONDAY + timedelta(days=20)
+    # Before the change, 12 customers got the entry and were satisfied.
+    store(world, [answered(f"before-{i}", DELIVERY_Q, entry, MONDAY + timedelta(days=i),
+                           happy=True) for i in range(12)])
+    with session_scope(services.engine) as session:
+        sug = Suggestion(bot_id=world.bot_id, kind="improve_answer", priority="medium",
+                         confidence=70, question=DELIVERY_Q, entry_id=entry["id"],
+                         answer="Delivery takes 10 to 14 working days.", variants=[])
+        session.add(sug)
+    services.policy.decide(Approve(suggestion_id=sug.id, actor=ALICE, at=change_at))
+    changed = {**entry, "answer": "Delivery takes 10 to 14 working days."}
+    # After it, 10 of 12 customers give a thumbs-down.
+    store(world, [answered(f"after-{i}", DELIVERY_Q, changed,
+                           change_at + timedelta(hours=3 * i + 1), happy=i < 2)
+                  for i in range(12)])
+    result = world.cycle(change_at + timedelta(days=3))
+    assert result.rollbacks_suggested == 1
+    (rollback,) = [s for s in world.open_suggestions() if s.kind == "rollback"]
+    assert rollback.priority == "critical" and rollback.entry_id == entry["id"]
+    assert rollback.answer == "Delivery takes 3 to 5 working days."  # what a revert restores
+    assert "2 of 12 customers (17%) were satisfied since the change, against 100% of 12" \
+        in rollback.evidence["reason"]
+    assert "negative feedback rose from 0% to 83%" in rollback.evidence["reason"]
+    assert [n.kind for n in notifications(world)] == ["rollback_suggested"]
+    # Approving it restores the version before the change, served at once.
+    services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))
+    with Session(services.engine) as session:
+        live = session.get(KBEntry, entry["id"])
+        assert live is not None and live.answer == "Delivery takes 3 to 5 working days."
+    # One alert per change: the next cycle does not raise it again.
+    assert world.cycle(change_at + timedelta(days=4)).rollbacks_suggested == 0
+
+
+def test_a_change_that_holds_up_passes_its_watch(services: Services) -> None:
+    world = GapWorld(services)
+    entry = delivery_entry(world)
+    change_at = MONDAY + timedelta(days=1)
+    with session_scope(services.engine) as session:
+        sug = Suggestion(bot_id=world.bot_id, kind="add_variants", priority="low",
+                         confidence=70, question=DELIVERY_Q, entry_id=entry["id"],
+                         answer=entry["answer"], variants=["how many days for shipping"])
+        session.add(sug)
+    services.policy.decide(Approve(suggestion_id=sug.id, actor=ALICE, at=change_at))
+    store(world, [answered(f"ok-{i}", DELIVERY_Q, entry, change_at + timedelta(hours=i + 1),
+                           happy=True) for i in range(12)])
+    assert world.cycle(change_at + timedelta(days=3)).rollbacks_suggested == 0
+    settings = bot_settings(_bot(world))
+    world.cycle(change_at + timedelta(days=settings.watch_days, hours=1))
+    with Session(services.engine) as session:
+        (watch,) = session.exec(select(EntryWatch).where(
+            EntryWatch.entry_id == entry["id"])).all()
+    assert watch.status == "passed" and watch.result is not None
+    assert watch.result["after"]["satisfaction_percent"] == 100
+
+
+def test_advanced_autonomy_rolls_back_its_own_failing_change(services: Services) -> None:
+    world = GapWorld(services)
+    configure(world, autonomy="advanced")
+    publish_at = MONDAY + timedelta(days=1)
+    with session_scope(services.engine) as session:
+        sug = Suggestion(bot_id=world.bot_id, kind="new_answer", priority="critical",
+                         confidence=95, question="Do you ship to Mars?",
+                         answer="Yes, we ship to Mars in two days.", variants=[])
+        session.add(sug)
+    assert services.policy.auto_publish(bot_id=world.bot_id, at=publish_at).published == \
+        [sug.id]
+    with Session(services.engine) as session:
+        published = session.get(Suggestion, sug.id)
+        assert published is not None and published.entry_id
+        entry = {"id": published.entry_id, "answer": published.answer}
+    assert answer_entry(world, "Do you ship to Mars?") == entry["id"]
+    store(world, [answered(f"mars-{i}", "Do you ship to Mars?", entry,
+                           publish_at + timedelta(hours=i + 1), happy=False)
+                  for i in range(10)])
+    result = world.cycle(publish_at + timedelta(days=2))
+    assert result.rolled_back == 1 and result.rollbacks_suggested == 0
+    # Switched off at once (it created the entry), the reviewers told, the change audited.
+    assert answer_entry(world, "Do you ship to Mars?") is None
+    kinds = [n.kind for n in notifications(world)]
+    assert kinds[:2] == ["auto_published", "auto_rolled_back"]
+    with Session(services.engine) as session:
+        rows = session.exec(select(AuditEvent).where(
+            AuditEvent.entry_id == entry["id"]).order_by(col(AuditEvent.id))).all()
+    assert [r.action for r in rows][:2] == ["suggestion.auto_published", "entry.rolled_back"]
+    assert "0 of 10 customers (0%) were satisfied" in str(rows[1].after)
+
+
+def _bot(world: GapWorld) -> Bot:
+    with Session(world.svc.engine) as session:
+        bot = session.get(Bot, world.bot_id)
+        assert bot is not None
+        return bot
