@@ -15,7 +15,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, select
 
-from core.bots import create_bot, ensure_admin_key, get_bot
+from core.bots import Autonomy, create_bot, ensure_admin_key, get_bot
 from core.conversations import MAX_BATCH, ConversationIn, check_batch, store_conversations
 from core.db import session_scope
 from core.errors import DomainError, InvalidInput, NotFound
@@ -297,6 +297,9 @@ def replay(
     decisions: Annotated[int, typer.Option(min=0, help="Admin decisions a week")] = 40,
     weeks: Annotated[int, typer.Option(min=1)] = 6,
     seed: int = 0,
+    autonomy: Annotated[Autonomy, typer.Option(
+        help="The simulated bot's autonomy: what publishes itself, and how often it is right")
+    ] = Autonomy.conservative,
     chart: Annotated[Path, typer.Option(help="PNG of resolution by week")] = Path(
         "replay.png"),
     data_dir: Annotated[Path | None, typer.Option(
@@ -318,7 +321,8 @@ def replay(
         settings = settings.model_copy(update={"database_url": None, "chroma_url": None})
         svc = _services(settings)
         config = ReplayConfig(coverage=coverage, conversations_per_week=conversations,
-                              decisions_per_week=decisions, weeks=weeks, seed=seed)
+                              decisions_per_week=decisions, weeks=weeks, seed=seed,
+                              autonomy=autonomy)
         result = Replay(svc, data=labelled, config=config).run()
         svc.close()
     typer.echo(result.table())

@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from core.bots import create_bot
+from core.bots import Autonomy, create_bot
 from core.conversations import ConversationIn, store_conversations
 from core.db import session_scope
-from core.models import Bot, Suggestion
+from core.models import Bot, KBEntry, Suggestion
 from core.pipeline.priorities import PRIORITY_ORDER
 from core.policy.commands import (
     Actor,
@@ -37,6 +37,8 @@ from core.policy.commands import (
     EditAndApprove,
     Reject,
     RejectReason,
+    UndoSuggestion,
+    UpdateSettings,
 )
 from core.services import Services
 
@@ -55,6 +57,7 @@ class ReplayConfig:
     p_thumbs_up: float = 0.3
     p_abandon_after_wrong: float = 0.3
     seed: int = 0
+    autonomy: Autonomy = Autonomy.conservative
 
 
 @dataclass
@@ -70,6 +73,9 @@ class WeekRow:
     rejected: int = 0
     cycle_seconds: float = 0.0
     generation_seconds: float = 0.0
+    auto_published: int = 0
+    auto_correct: int = 0  # auto-published ones the admin would have approved as they were
+    undone: int = 0  # wrong auto-published ones the admin undid after the announcement
 
     @property
     def resolution(self) -> float:
@@ -111,14 +117,17 @@ class ReplayResult:
         return "\n".join(f"{a:>7} {b:>8} {c:>15}" for a, b, c in rows)
 
     def table(self) -> str:
+        auto = any(w.auto_published for w in self.weeks)
         head = (f"{'week':>4} {'convs':>6} {'resolved':>9} {'wrong':>7} {'escal.':>7} "
-                f"{'pending':>8} {'approved':>9} {'edited':>7} {'rejected':>9} {'cycle s':>8}")
+                f"{'pending':>8} {'approved':>9} {'edited':>7} {'rejected':>9} {'cycle s':>8}"
+                + (f" {'auto':>5} {'auto ok':>8}" if auto else ""))
         lines = [head, "-" * len(head)]
         for w in self.weeks:
             lines.append(
                 f"{w.week:>4} {w.conversations:>6} {w.resolution:>8.1%} {w.wrong_rate:>7.1%} "
                 f"{w.escalated:>7} {w.suggestions_pending:>8} {w.approved:>9} {w.edited:>7} "
-                f"{w.rejected:>9} {w.cycle_seconds:>8.2f}")
+                f"{w.rejected:>9} {w.cycle_seconds:>8.2f}"
+                + (f" {w.auto_published:>5} {w.auto_correct:>8}" if auto else ""))
         decided = sum(w.approved + w.edited + w.rejected for w in self.weeks)
         if decided:
             approved = sum(w.approved for w in self.weeks) / decided
@@ -126,6 +135,12 @@ class ReplayResult:
             rejected = sum(w.rejected for w in self.weeks) / decided
             lines.append(f"decided {decided}: approved as is {approved:.0%}, "
                          f"edited {edited:.0%}, rejected {rejected:.0%}")
+        published = sum(w.auto_published for w in self.weeks)
+        if published:
+            correct = sum(w.auto_correct for w in self.weeks)
+            lines.append(f"auto-published {published}: {correct} correct "
+                         f"({correct / published:.1%}); "
+                         f"{sum(w.undone for w in self.weeks)} wrong ones undone by the admin")
         cycle_s = sum(w.cycle_seconds for w in self.weeks)
         if cycle_s:
             drafting = sum(w.generation_seconds for w in self.weeks)
@@ -251,12 +266,16 @@ class Replay:
         self.bot_slug = bot_slug
         self.bot: Bot | None = None
         self.verdicts: list[Verdict] = []
+        self.now: datetime | None = None  # the simulated time of the admin's decisions
 
     # -- setup -------------------------------------------------------------------------------
 
     def seed(self) -> Bot:
         with session_scope(self.svc.engine) as session:
             bot = create_bot(session, slug=self.bot_slug, name="Replay")
+        if self.cfg.autonomy is not Autonomy.conservative:
+            self.svc.policy.update_settings(UpdateSettings(
+                bot_id=bot.id, patch={"autonomy": self.cfg.autonomy.value}, actor=ADMIN))
         cmds = [CreateEntry(bot_id=bot.id, question=self.kb_texts[lb][0],
                             answer=reference_answer(lb), variants=self.kb_texts[lb][1:],
                             actor=ADMIN) for lb in sorted(self.covered)]
@@ -319,9 +338,14 @@ class Replay:
             store_conversations(session, bot_id=self.bot.id,
                                 conversations=[ConversationIn.model_validate(c) for c in convs])
         t0 = time.perf_counter()
-        cycle = self.svc.cycle.run(bot_id=self.bot.id, as_of=start + timedelta(days=7))
+        as_of = start + timedelta(days=7)
+        cycle = self.svc.cycle.run(bot_id=self.bot.id, as_of=as_of)
         row.cycle_seconds = time.perf_counter() - t0
         row.generation_seconds = cycle.generation_seconds
+        # The admin reviews an hour after the cycle, in simulated time (watches, gap
+        # lifecycles and the daily limit all count in it).
+        self.now = as_of + timedelta(hours=1)
+        self._audit_autonomy(row, as_of)
         self._review(row, self.verdicts)
         with Session(self.svc.engine) as session:
             row.suggestions_pending = len(session.exec(select(Suggestion.id).where(
@@ -345,19 +369,17 @@ class Replay:
         for sug in pending[: self.cfg.decisions_per_week]:
             verdicts.append(Verdict(sug.confidence, self._decide(sug, row)))
 
-    def _decide(self, sug: Suggestion, row: WeekRow) -> str:
+    def _judge(self, sug: Suggestion) -> tuple[str, str | None, list[str]]:
         """Judge from the evidence a reviewer sees: is the answer right for what the customers
-        asked, and are the phrasings about the same thing?"""
+        asked, and are the phrasings about the same thing? Returns the verdict (approve,
+        edit, reject_wrong, reject_off_topic), the label asked about and the phrasings that
+        belong to it."""
         asked = [self.text_label.get(v) for v in [sug.question, *sug.variants]]
         votes = Counter(lb for lb in asked if lb)
         if not votes:
-            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
-                                          reason=RejectReason.not_a_gap))
-            row.rejected += 1
-            return "rejected"
+            return "reject_off_topic", None, []
         label, _ = votes.most_common(1)[0]
         target = self.entry_label.get(sug.entry_id or "") if sug.entry_id else None
-        right_answer = reference_answer(label)
         good_variants = [v for v in sug.variants if self.text_label.get(v) == label]
         if sug.kind == "new_answer" or target is None:
             answer_ok = self._says(sug.answer) == label
@@ -366,22 +388,77 @@ class Replay:
                                              or self._says(sug.answer) == label)
         if answer_ok and len(good_variants) == len(sug.variants) and \
                 self.text_label.get(sug.question) in (label, None):
-            result = self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN))
+            return "approve", label, good_variants
+        if target is not None and target != label:
+            return "reject_wrong", label, good_variants
+        return "edit", label, good_variants
+
+    def _decide(self, sug: Suggestion, row: WeekRow) -> str:
+        if sug.kind == "rollback":
+            return self._decide_rollback(sug, row)
+        verdict, label, good_variants = self._judge(sug)
+        if verdict == "reject_off_topic":
+            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                          reason=RejectReason.not_a_gap, at=self.now))
+            row.rejected += 1
+            return "rejected"
+        assert label is not None
+        if verdict == "approve":
+            result = self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN,
+                                                    at=self.now))
             row.approved += 1
             outcome = "approved"
-        elif target is not None and target != label:
+        elif verdict == "reject_wrong":
             self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
-                                          reason=RejectReason.wrong_information))
+                                          reason=RejectReason.wrong_information, at=self.now))
             row.rejected += 1
             return "rejected"
         else:
             result = self.svc.policy.decide(EditAndApprove(
-                suggestion_id=sug.id, actor=ADMIN, answer=right_answer, variants=good_variants))
+                suggestion_id=sug.id, actor=ADMIN, answer=reference_answer(label),
+                variants=good_variants, at=self.now))
             row.edited += 1
             outcome = "edited"
         if result.entry_id and result.entry_id not in self.entry_label:
             self.entry_label[result.entry_id] = label
         return outcome
+
+    def _decide_rollback(self, sug: Suggestion, row: WeekRow) -> str:
+        """"Consider rolling back": the admin rolls back when the entry's live answer is not
+        its topic's, and otherwise keeps the change."""
+        with Session(self.svc.engine) as session:
+            entry = session.get(KBEntry, sug.entry_id)
+        label = self.entry_label.get(sug.entry_id or "")
+        if entry is not None and self._says(entry.answer) != label:
+            self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN, at=self.now))
+            row.approved += 1
+            return "approved"
+        self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                      reason=RejectReason.other, at=self.now))
+        row.rejected += 1
+        return "rejected"
+
+    def _audit_autonomy(self, row: WeekRow, as_of: datetime) -> None:
+        """Judge what autonomy published in this cycle as the admin would have judged it had
+        it been theirs to decide; the admin undoes the wrong ones once told."""
+        assert self.bot is not None
+        with Session(self.svc.engine) as session:
+            published = list(session.exec(select(Suggestion).where(
+                Suggestion.bot_id == self.bot.id, Suggestion.status == "auto_published",
+                col(Suggestion.decided_at) > as_of - timedelta(days=7))))
+        for sug in published:
+            verdict, _, _ = self._judge(sug)
+            row.auto_published += 1
+            if sug.entry_id and sug.entry_id not in self.entry_label:
+                # The new entry answers whichever topic its answer states.
+                said = self._says(sug.answer)
+                if said:
+                    self.entry_label[sug.entry_id] = said
+            if verdict == "approve":
+                row.auto_correct += 1
+            else:
+                self.svc.policy.undo(UndoSuggestion(suggestion_id=sug.id, actor=ADMIN))
+                row.undone += 1
 
     def run(self, *, start: datetime | None = None) -> ReplayResult:
         if self.bot is None:

@@ -45,7 +45,7 @@ def auto_publish_verdict(sug: Suggestion, settings: BotSettings, *, published_to
     if evidence.get("duplicate_of") or evidence.get("contradicts"):
         return hold("it may repeat or contradict an existing entry")
     if rejected_before:
-        return hold("a reviewer rejected an earlier proposal for these questions")
+        return hold("a reviewer rejected or undid an earlier proposal for these questions")
     if rolled_back_before:
         return hold("an earlier change to this entry was rolled back")
     if published_today >= settings.daily_auto_publish_limit:

@@ -618,7 +618,8 @@ def _rejected_before(session: Session, sug: Suggestion) -> bool:
     if sug.gap_id is None:
         return False
     return session.exec(select(Suggestion.id).where(
-        Suggestion.gap_id == sug.gap_id, Suggestion.status == "rejected")).first() is not None
+        Suggestion.gap_id == sug.gap_id,
+        col(Suggestion.status).in_(("rejected", "undone")))).first() is not None
 
 
 def _rolled_back_before(session: Session, sug: Suggestion) -> bool:

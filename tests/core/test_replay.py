@@ -87,3 +87,32 @@ def test_the_simulated_admin_reads_what_an_answer_says(services: Services, tmp_p
     assert replay._says("  " + answer.replace(" ", "  ")) == "refund_status"
     assert replay._says(reordered) == "refund_status"
     assert replay._says(answer + " Call us on Sundays.") is None  # an extra claim needs an edit
+
+
+def test_replay_with_autonomy_counts_and_judges_what_published_itself(
+        services: Services, tmp_path: Path) -> None:
+    from sqlmodel import Session, select
+
+    from core.bots import Autonomy
+    from core.models import Suggestion
+
+    data = load_labelled(_csv(tmp_path))
+    # No reviewer at all: whatever the bot learns, autonomy published.
+    config = ReplayConfig(coverage=0.5, conversations_per_week=40, decisions_per_week=0,
+                          weeks=3, seed_phrasings=2, seed=1, autonomy=Autonomy.advanced)
+    replay = Replay(services, data=data, config=config)
+    result = replay.run()
+    published = sum(w.auto_published for w in result.weeks)
+    assert published >= 1
+    assert sum(w.approved + w.edited + w.rejected for w in result.weeks) == 0
+    assert result.weeks[-1].resolution > result.weeks[0].resolution
+    correct = sum(w.auto_correct for w in result.weeks)
+    assert f"auto-published {published}: {correct} correct" in result.table()
+    assert replay.bot is not None
+    with Session(services.engine) as session:
+        rows = session.exec(select(Suggestion).where(
+            Suggestion.bot_id == replay.bot.id,
+            Suggestion.decided_by == "autotrain")).all()
+    # Every one the table counts is in the database, wrong ones undone by the admin.
+    assert len(rows) == published
+    assert sum(r.status == "undone" for r in rows) == published - correct
