@@ -1206,6 +1206,8 @@ class Cycle:
             current.updated_at = utcnow()
             if current.category in settings.training_excluded_categories:
                 current.status = "withdrawn"
+                current.evidence = {**current.evidence,
+                                    "withdrawn_for_category": current.category}
                 session.add(current)
                 return "excluded"
             session.add(current)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -232,8 +233,11 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
                          "before", "after"])
         for it in items:
             d = it.model_dump(mode="json")
+            # Before/after as JSON, so a spreadsheet or a script can read them back.
             writer.writerow([d["at"], d["actor"], d["channel"], d["action"], d["entry_id"] or "",
-                             d["suggestion_id"] or "", d["before"] or "", d["after"] or ""])
+                             d["suggestion_id"] or "",
+                             json.dumps(d["before"], ensure_ascii=False) if d["before"] else "",
+                             json.dumps(d["after"], ensure_ascii=False) if d["after"] else ""])
         disposition = f'attachment; filename="{bot.slug}-audit.csv"'
         return Response(buf.getvalue(), media_type="text/csv",
                         headers={"Content-Disposition": disposition})

@@ -195,6 +195,10 @@ class Policy:
                 audit(session, bot_id=bot.id, actor=cmd.actor, action="settings.updated",
                       before={k: before.get(k) for k in changed},
                       after={k: after[k] for k in changed})
+                if "enabled" in changed:
+                    # Pausing through the settings is still a pause the reviewers hear of.
+                    _announce_pause(session, bot_id=bot.id, paused=not after["enabled"],
+                                    actor=cmd.actor)
             return after
 
     def set_paused(self, cmd: SetPaused) -> dict[str, Any]:
@@ -212,10 +216,7 @@ class Policy:
             action = "autotraining.paused" if cmd.paused else "autotraining.resumed"
             audit(session, bot_id=bot.id, actor=cmd.actor, action=action,
                   before={"enabled": current.enabled}, after={"enabled": not cmd.paused})
-            announce(session, bot_id=bot.id,
-                     kind=NotificationKind.paused if cmd.paused else NotificationKind.resumed,
-                     text=f"Auto-training {'paused' if cmd.paused else 'resumed'} by "
-                          f"{cmd.actor.name} ({cmd.actor.channel.value}).")
+            _announce_pause(session, bot_id=bot.id, paused=cmd.paused, actor=cmd.actor)
             return after
 
     def set_category(self, cmd: SetCategory) -> Suggestion:
@@ -232,8 +233,15 @@ class Policy:
             before = {"category": sug.category, "status": sug.status}
             sug.category = name
             sug.category_source = "admin"
+            evidence = dict(sug.evidence or {})
             if name in settings.training_excluded_categories and sug.status in OPEN_STATUSES:
                 sug.status = "withdrawn"
+                evidence["withdrawn_for_category"] = name
+            elif sug.status == "withdrawn" and evidence.get("withdrawn_for_category"):
+                # A correction undone: the suggestion comes back to the queue.
+                sug.status = "pending"
+                evidence.pop("withdrawn_for_category")
+            sug.evidence = evidence
             sug.updated_at = utcnow()
             session.add(sug)
             audit(session, bot_id=sug.bot_id, actor=cmd.actor, action="suggestion.category_set",
@@ -304,11 +312,10 @@ class Policy:
             session.expire_all()
             current = session.get(Suggestion, cmd.suggestion_id)
             assert current is not None
+            who, when = _closed_by(session, current)
             raise AlreadyDecided(
-                f"already {STATUS_WORDS.get(current.status, current.status)} by "
-                f"{current.decided_by} at "
-                f"{current.decided_at.isoformat() if current.decided_at else 'an earlier time'}"
-            )
+                f"already {STATUS_WORDS.get(current.status, current.status)} by {who} at "
+                f"{when.isoformat() if when else 'an earlier time'}")
         session.refresh(sug)
         return self._apply(session, sug, cmd, now, auto_reason=auto_reason)
 
@@ -585,6 +592,13 @@ class Policy:
         return sug.id
 
 
+def _announce_pause(session: Session, *, bot_id: str, paused: bool, actor: Actor) -> None:
+    announce(session, bot_id=bot_id,
+             kind=NotificationKind.paused if paused else NotificationKind.resumed,
+             text=f"Auto-training {'paused' if paused else 'resumed'} by {actor.name} "
+                  f"({actor.channel.value}).")
+
+
 def _roll_back(session: Session, *, entry: KBEntry, actor: Actor, reason: str,
                to_version: int | None, suggestion_id: str | None) -> str:
     """Undo a change: back to `to_version`, or switched off when the change created the
@@ -602,6 +616,19 @@ def _roll_back(session: Session, *, entry: KBEntry, actor: Actor, reason: str,
                  variants=list(target.variants), category=target.category or "",
                  active=target.active)
     return "entry.reverted"
+
+
+def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]:
+    """Who took the suggestion out of the queue, and when: the decision for a decided one;
+    the last audited act for one undone or withdrawn by a person; the cycle otherwise."""
+    if sug.status in ("undone", "withdrawn"):
+        row = session.exec(select(AuditEvent).where(AuditEvent.suggestion_id == sug.id)
+                           .order_by(col(AuditEvent.id).desc())).first()
+        if row is not None and row.action in ("suggestion.undone", "suggestion.category_set"):
+            return row.actor, as_utc(row.at)
+        if sug.status == "withdrawn":
+            return "the cycle (nothing left to fix)", as_utc(sug.updated_at)
+    return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
 
 
 def _end_watches(session: Session, *, entry_id: str, at: datetime) -> None:

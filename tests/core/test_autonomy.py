@@ -218,8 +218,8 @@ def test_a_gap_a_reviewer_rejected_before_is_not_auto_published(services: Servic
                                   reason=RejectReason.wrong_information))
     second = bench.suggest(99, gap_id=gap.id)
     assert bench.publish() == []
-    assert "rejected an earlier proposal" in bench.suggestion(second).evidence["autonomy"][
-        "reason"]
+    assert bench.suggestion(second).evidence["autonomy"]["reason"] == \
+        "a reviewer rejected or undid an earlier proposal for these questions"
 
 
 def test_pause_stops_auto_publishing_until_resumed(services: Services) -> None:
@@ -287,6 +287,18 @@ def test_category_correction_is_checked_and_withdraws_untrained_topics(
     services.policy.set_category(SetCategory(suggestion_id=sid, category="Medical",
                                              actor=ALICE))
     assert bench.suggestion(sid).status == "withdrawn"
+    with pytest.raises(AlreadyDecided, match="already withdrawn by alice at 20"):
+        services.policy.decide(Approve(suggestion_id=sid, actor=ALICE))
+    # A mistaken correction is put right by correcting again: it returns to the queue.
+    services.policy.set_category(SetCategory(suggestion_id=sid, category=None, actor=ALICE))
+    assert bench.suggestion(sid).status == "pending"
+
+
+def test_pausing_through_the_settings_is_announced_too(services: Services) -> None:
+    bench = Bench(services)
+    bench.configure(enabled=False)
+    bench.configure(enabled=True)
+    assert [n.kind for n in bench.notifications()] == ["paused", "resumed"]
 
 
 def test_every_command_writes_exactly_one_audit_row(services: Services) -> None:
