@@ -29,7 +29,8 @@ from tests.helpers import (
 )
 
 EXPECTED_TABLES = {"bot", "apikey", "kbentry", "kbentryversion", "indexoutbox", "conversation",
-                   "gap", "gapevidence", "suggestion", "auditevent", "cyclerun"}
+                   "gap", "gapevidence", "suggestion", "auditevent", "cyclerun",
+                   "conversationanswer", "notification", "entrywatch"}
 
 
 def _reset_postgres(url: str) -> None:
@@ -125,3 +126,39 @@ def test_concurrent_decisions_record_exactly_one(backend_services: Services) -> 
         assert len(audits) == 1
         entries = session.exec(select(KBEntry)).all()
         assert len(entries) == (1 if sug.status == "approved" else 0)
+
+
+def test_two_auto_publishers_at_once_respect_the_daily_limit(
+        backend_services: Services) -> None:
+    """Two workers running the same bot's auto-publishing at the same moment: the day's
+    limit holds (the bot row is locked while a slot is taken)."""
+    from core.policy.commands import UpdateSettings
+
+    svc = backend_services
+    with session_scope(svc.engine) as session:
+        bot = create_bot(session, slug="auto", name="Auto")
+        for i in range(10):
+            session.add(Suggestion(bot_id=bot.id, kind="new_answer", priority="critical",
+                                   confidence=95, question=f"How do I turn on feature {i}?",
+                                   answer=f"Open Settings and switch on feature {i}.",
+                                   variants=[]))
+    svc.policy.update_settings(UpdateSettings(
+        bot_id=bot.id, patch={"autonomy": "moderate", "daily_auto_publish_limit": 3},
+        actor=Actor(name="admin", channel=Channel.api)))
+    barrier = threading.Barrier(2)
+    published: list[list[str]] = []
+
+    def worker() -> None:
+        barrier.wait()
+        published.append(svc.policy.auto_publish(bot_id=bot.id).published)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(len(p) for p in published) == 3, published
+    with Session(svc.engine) as session:
+        statuses = session.exec(select(Suggestion.status).where(
+            Suggestion.bot_id == bot.id)).all()
+    assert sorted(statuses).count("auto_published") == 3
