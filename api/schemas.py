@@ -134,6 +134,12 @@ class CycleOut(BaseModel):
     suggestions_created: int
     auto_published: int
     seconds: float
+    paused: bool = Field(default=False, description="auto-training is paused: nothing analysed")
+    held_by_plan: int = Field(default=0, description="new suggestions the plan held back")
+    excluded: int = Field(default=0,
+                          description="suggestions not made: category excluded from training")
+    rollbacks_suggested: int = 0
+    rolled_back: int = Field(default=0, description="auto-published changes rolled back")
 
 
 class SuggestionStatus(StrEnum):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -42,6 +42,9 @@ class DigestView:
     generated_at: datetime
     items: list[DigestItem]
     review_url: str
+    # What happened without a person since the last digest (auto-published changes,
+    # rollbacks, pauses, deferred suggestions back): core.policy.notify announcements.
+    announcements: list[str] = field(default_factory=list)
 
 
 class Mailer(Protocol):
@@ -69,6 +72,9 @@ def render_digest(view: DigestView) -> EmailContent:
     ctx: dict[str, Any] = {"view": view, "kinds": KIND_LABELS, "summary": summary}
     subject = f"[autotrain] {view.bot_name}: {len(view.items)} suggestion" \
               f"{'s' if len(view.items) != 1 else ''} to review ({summary})"
+    if view.announcements:
+        n = len(view.announcements)
+        subject += f", {n} update{'s' if n != 1 else ''}"
     return EmailContent(subject=subject,
                         html=_env.get_template("digest.html.j2").render(**ctx),
                         text=_env.get_template("digest.txt.j2").render(**ctx))
@@ -107,7 +113,8 @@ class FileMailer:
 
 
 def digest_view(*, bot_name: str, bot_slug: str, suggestions: list[Any], generated_at: datetime,
-                base_url: str, limit: int = 10) -> DigestView:
+                base_url: str, limit: int = 10,
+                announcements: list[Any] | None = None) -> DigestView:
     """A digest of the most urgent pending suggestions (rows of core.models.Suggestion)."""
     items = [
         DigestItem(id=s.id, priority=s.priority, kind=s.kind, confidence=s.confidence,
@@ -116,5 +123,5 @@ def digest_view(*, bot_name: str, bot_slug: str, suggestions: list[Any], generat
         for s in suggestions[:limit]
     ]
     return DigestView(bot_name=bot_name, bot_slug=bot_slug, generated_at=generated_at,
-                      items=items,
+                      items=items, announcements=[n.text for n in announcements or []],
                       review_url=f"{base_url}/api/v1/bots/{bot_slug}/suggestions?status=pending")

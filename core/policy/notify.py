@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from core.models import Notification, utcnow
 
@@ -26,3 +27,17 @@ def announce(session: Session, *, bot_id: str, kind: NotificationKind, text: str
     session.add(Notification(bot_id=bot_id, kind=kind.value, text=text,
                              suggestion_id=suggestion_id, entry_id=entry_id,
                              payload=payload or {}, created_at=at or utcnow()))
+
+
+def undelivered(session: Session, *, bot_id: str, limit: int = 100) -> list[Notification]:
+    """Announcements no channel has delivered yet, oldest first."""
+    return list(session.exec(select(Notification).where(
+        Notification.bot_id == bot_id, col(Notification.delivered_at).is_(None))
+        .order_by(col(Notification.id)).limit(limit)))
+
+
+def mark_delivered(session: Session, *, ids: list[int], at: datetime | None = None) -> None:
+    if ids:
+        session.execute(update(Notification).where(col(Notification.id).in_(ids))
+                        .values(delivered_at=at or utcnow())
+                        .execution_options(synchronize_session=False))

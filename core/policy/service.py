@@ -495,7 +495,7 @@ class Policy:
                 announce(session, bot_id=bot_id, kind=NotificationKind.auto_published,
                          suggestion_id=sug.id, entry_id=result.entry_id, at=now,
                          text=f'Published automatically ({verdict.reason}): "{sug.question}". '
-                              "Undo by deactivating or reverting the entry.",
+                              "It is live now; undo it if it is wrong.",
                          payload={"kind": sug.kind, "confidence": sug.confidence,
                                   "entry_version": result.entry_version})
                 report.published.append(sug.id)

@@ -37,3 +37,21 @@ def test_file_mailer_writes_a_readable_eml(tmp_path: Path) -> None:
     assert msg["To"] == "manager@example.com"
     assert msg.get_body(("plain",)).get_content().startswith("Voltcart")  # type: ignore[union-attr]
     assert "&lt;script&gt;" in msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+def test_digest_tells_what_happened_without_a_person() -> None:
+    from dataclasses import replace
+
+    view = replace(_view(), announcements=[
+        'Published automatically (confidence 95 is above the moderate threshold of 90): '
+        '"Do you ship to <Canada>?". Undo by deactivating or reverting the entry.',
+        "Auto-training paused by alice (slack)."])
+    content = render_digest(view)
+    assert content.subject.endswith("(1 critical), 2 updates")
+    assert "Since the last digest:" in content.text
+    assert 'Published automatically (confidence 95' in content.text
+    assert "Do you ship to <Canada>?" in content.text
+    assert "&lt;Canada&gt;" in content.html and "<Canada>" not in content.html
+    assert "Auto-training paused by alice (slack)." in content.html
+    # Without announcements the digest has no such section.
+    assert "Since the last digest" not in render_digest(_view()).text
