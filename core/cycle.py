@@ -308,7 +308,7 @@ class Cycle:
                                      answers=answers)) for gap_id in sorted(touched)]
         live = [plan for _, plan in plans if plan is not None]
         known = self._finish(live, threshold=settings.answer_threshold, result=result)
-        self._categorise(live, bot_id=bot_id, settings=settings, known=known)
+        self._categorise(live, bot_id=bot_id, settings=settings, vectors=known)
         for gap_id in [g for g, plan in plans if plan is None]:
             with session_scope(self.engine) as session:
                 self._close_empty_gap(session, gap_id=gap_id)
@@ -765,7 +765,7 @@ class Cycle:
         return len(due)
 
     def _categorise(self, plans: list[SuggestionPlan], *, bot_id: str, settings: BotSettings,
-                    known: dict[str, np.ndarray]) -> None:
+                    vectors: dict[str, np.ndarray]) -> None:
         """Each suggestion's topic category: the entry's own when a person set one, a
         person's earlier correction for this gap, else the classifier's."""
         if not plans:
@@ -790,8 +790,9 @@ class Cycle:
         categories = [*BUILTIN_CATEGORIES, *(
             Category(name=c.name, description=c.description, keywords=tuple(c.keywords))
             for c in settings.custom_categories)]
-        classifier = CategoryClassifier(KnownFirst(self.embedder, known), categories,
+        classifier = CategoryClassifier(KnownFirst(self.embedder, vectors), categories,
                                         corrections)
+        known = set(settings.category_names())
         matches = classifier.classify_many(
             [(p.fields["question"], p.fields["answer"], p.fields["variants"]) for p in plans])
         for plan, match in zip(plans, matches, strict=True):
@@ -800,7 +801,9 @@ class Cycle:
                 fields["category"] = corrected[plan.gap_id]
                 fields["category_source"] = "admin"
                 continue
-            if fields["entry_id"] in entry_category:
+            if entry_category.get(fields["entry_id"]) in known:
+                # An entry's own label counts only when it is one the policy knows; a
+                # free-form KB label ("returns") says nothing about pricing or legal risk.
                 fields["category"] = entry_category[fields["entry_id"]]
                 fields["evidence"]["category_why"] = "the entry's category"
             else:

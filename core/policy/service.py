@@ -134,8 +134,6 @@ class Policy:
         now = utcnow()
         with session_scope(self.engine) as session:
             entry = get_entry(session, bot_id=cmd.bot_id, entry_id=cmd.entry_id)
-            if cmd.category is not None and cmd.category:
-                self._known_category(session, bot_id=cmd.bot_id, name=cmd.category)
             was = entry.version
             said = (entry.answer, list(entry.variants))
             after = self._write_version(

@@ -284,3 +284,29 @@ def _bot(world: GapWorld) -> Bot:
         bot = session.get(Bot, world.bot_id)
         assert bot is not None
         return bot
+
+
+def test_a_free_form_entry_label_does_not_hide_a_pricing_answer(services: Services) -> None:
+    # The KB labels its entries freely ("returns"); that label must not stand in for the
+    # policy's categories when the improved answer states a fee.
+    world = GapWorld(services)
+    answer = "Start a return under Account > Orders within 30 days."
+    entry = services.policy.create_entry(CreateEntry(
+        bot_id=world.bot_id, question="How do I return an item?", category="returns",
+        answer=answer, actor=ALICE))
+    questions = ["How do I return an opened item?", "how do i send back an opened box",
+                 "Can I return something I already opened?", "returning an opened item?",
+                 "I opened it, how do I return it?", "return process for opened products"]
+    convs = [answered(f"fee-{i}", q, entry, MONDAY + timedelta(minutes=i), happy=False)
+             for i, q in enumerate(questions)]
+    for conv in convs:
+        conv["messages"].append({"role": "agent",
+                                 "at": (MONDAY + timedelta(hours=1)).isoformat(),
+                                 "text": f"{answer} Opened items carry a $9.99 restocking "
+                                         "fee, taken from the refund."})
+    store(world, convs)
+    world.cycle(MONDAY + timedelta(hours=2))
+    (sug,) = world.open_suggestions()
+    assert (sug.kind, sug.entry_id) == ("improve_answer", entry["id"])
+    assert sug.category == "pricing"
+    assert "fee" in sug.evidence["category_why"]
