@@ -6,10 +6,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from core.embeddings import Embedder
 from core.replay import FALLBACK  # the simulated bot's hand-over line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +75,19 @@ def drafted_from(answer: str, replies: list[str]) -> bool:
     """The offline generator drafts from the agents' replies, stripping greetings and matching
     the bot's punctuation and capitals: what is left is part of one reply, word for word."""
     return len(_plain(answer)) > 20 and any(_plain(answer) in _plain(r) for r in replies)
+
+
+class CountingEmbedder:
+    """The real embedder, recording every call (its size) and every text embedded."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self.calls: list[int] = []
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        self.texts += list(texts)
+        return self.inner.embed(texts)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from core.embeddings import Embedder
@@ -32,6 +31,7 @@ from core.policy.categories import (
     CategoryClassifier,
     CategoryMatch,
 )
+from tests.helpers import CountingEmbedder
 
 Label = str | None
 
@@ -248,18 +248,6 @@ SHIPPING = Category(
 )
 
 
-class CountingEmbedder:
-    """The real embedder, counting how often it is asked."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dimension = inner.dimension
-        self.calls: list[int] = []
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(len(texts))
-        return self.inner.embed(texts)
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
-
-from core.embeddings import Embedder
 from core.models import utcnow
 from core.services import Services
 from tests.gap_world import GapWorld
 from tests.helpers import (
     CHARGER_QUESTIONS,
     CHARGER_REPLIES,
+    CountingEmbedder,
     escalated_conversation,
     run_cli,
 )
@@ -133,18 +130,6 @@ def test_cli_cycle_full(tmp_path: Path) -> None:
     assert report["suggestions_created"] == 0 and report["gaps"] == 1
 
 
-class CountingEmbedder:
-    """Records every text embedded through it."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dimension = inner.dimension
-        self.texts: list[str] = []
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts += list(texts)
-        return self.inner.embed(texts)
 
 
 def test_reanalysis_reuses_stored_vectors_unless_asked_to_reembed(services: Services) -> None:
