@@ -32,7 +32,8 @@ def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, 
                    question: str, suggestion_ids: list[str], threshold: int) -> SandboxAnswer:
     """Answer `question` as `answer` would if the given suggestions were approved as they
     stand: their phrasings join the vote (a new answer as an entry of its own, variants on
-    their entry) and their answers replace the entries' (improve_answer)."""
+    their entry), their answers replace the entries' (improve_answer, and a rollback's
+    restored answer), and a rollback that would switch an entry off takes it out."""
     ids = list(dict.fromkeys(suggestion_ids))
     if len(ids) > MAX_OVERLAID:
         raise InvalidInput(f"at most {MAX_OVERLAID} suggestions can be tried at once",
@@ -55,15 +56,21 @@ def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, 
     q, phrasing_vectors = vectors[0], vectors[1:]
     extra: list[Hit] = []
     answers: dict[str, tuple[str, str]] = {}  # target → (answer, suggestion id)
+    # A rollback of a change that created its entry switches the entry off.
+    switched_off = {s.entry_id for s in overlaid if s.kind == "rollback"
+                    and (s.evidence or {}).get("action") == "deactivate"}
     row = 0
     for s in overlaid:
         target = s.entry_id or f"suggestion:{s.id}"
+        if target in switched_off:
+            continue
         if s.kind != "add_variants" or s.entry_id is None:
             answers[target] = (s.answer, s.id)
         for j, _ in enumerate(_phrasings(s)):
             extra.append(Hit(f"sandbox:{s.id}:{j}", target, float(q @ phrasing_vectors[row])))
             row += 1
-    hits = sorted(index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS) + extra,
+    hits = sorted([h for h in index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS)
+                   if h.entry_id not in switched_off] + extra,
                   key=lambda h: h.similarity, reverse=True)[:NEIGHBOURS]
     got = pick_answer(engine=engine, bot_id=bot_id, matches=vote(hits), threshold=threshold,
                       overrides={target: text for target, (text, _) in answers.items()})

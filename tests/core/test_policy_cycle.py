@@ -216,6 +216,11 @@ def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
         in rollback.evidence["reason"]
     assert "negative feedback rose from 0% to 83%" in rollback.evidence["reason"]
     assert [n.kind for n in notifications(world)] == ["rollback_suggested"]
+    # The sandbox shows what approving it would serve, publishing nothing.
+    tried = services.sandbox(bot=_bot(world), question=DELIVERY_Q,
+                             suggestion_ids=[rollback.id])
+    assert tried.answer == "Delivery takes 3 to 5 working days."
+    assert tried.live.answer == "Delivery takes 10 to 14 working days."
     # Approving it restores the version before the change, served at once.
     services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))
     with Session(services.engine) as session:
@@ -310,3 +315,35 @@ def test_a_free_form_entry_label_does_not_hide_a_pricing_answer(services: Servic
     assert (sug.kind, sug.entry_id) == ("improve_answer", entry["id"])
     assert sug.category == "pricing"
     assert "fee" in sug.evidence["category_why"]
+
+
+def test_a_failing_new_entry_gets_a_switch_off_suggestion(services: Services) -> None:
+    # Moderate autonomy published it; only advanced rolls back by itself, so a person is
+    # asked to switch it off (the change created the entry: nothing to revert to).
+    world = GapWorld(services)
+    configure(world, autonomy="moderate")
+    publish_at = MONDAY + timedelta(days=1)
+    with session_scope(services.engine) as session:
+        sug = Suggestion(bot_id=world.bot_id, kind="new_answer", priority="critical",
+                         confidence=95, question="Do you ship to Mars?",
+                         answer="Yes, we ship to Mars in two days.", variants=[])
+        session.add(sug)
+    services.policy.auto_publish(bot_id=world.bot_id, at=publish_at)
+    with Session(services.engine) as session:
+        published = session.get(Suggestion, sug.id)
+        assert published is not None and published.entry_id
+    entry = {"id": published.entry_id, "answer": published.answer}
+    store(world, [answered(f"mars-{i}", "Do you ship to Mars?", entry,
+                           publish_at + timedelta(hours=i + 1), happy=False)
+                  for i in range(10)])
+    assert world.cycle(publish_at + timedelta(days=2)).rolled_back == 0
+    (rollback,) = [s for s in world.open_suggestions() if s.kind == "rollback"]
+    assert rollback.evidence["action"] == "deactivate"
+    assert "under the bot's 60% bar" in rollback.evidence["reason"]
+    # Still live until a person decides; the sandbox shows the bot would hand over.
+    assert answer_entry(world, "Do you ship to Mars?") == entry["id"]
+    tried = services.sandbox(bot=_bot(world), question="Do you ship to Mars?",
+                             suggestion_ids=[rollback.id])
+    assert tried.escalate and tried.live.entry_id == entry["id"]
+    services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))
+    assert answer_entry(world, "Do you ship to Mars?") is None
