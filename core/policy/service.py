@@ -46,7 +46,13 @@ from core.policy.commands import (
 )
 from core.policy.limits import AUTO_ACTOR, auto_published_on
 from core.policy.notify import NotificationKind, announce
-from core.policy.watch import Finding, entry_record, evaluate, start_watch
+from core.policy.watch import (
+    Finding,
+    entry_record,
+    evaluate,
+    start_watch,
+    withdraw_rollbacks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +241,8 @@ class Policy:
             if name in settings.training_excluded_categories and sug.status in OPEN_STATUSES:
                 sug.status = "withdrawn"
                 evidence["withdrawn_for_category"] = name
-            elif sug.status == "withdrawn" and evidence.get("withdrawn_for_category"):
+            elif sug.status == "withdrawn" and evidence.get("withdrawn_for_category") and \
+                    name not in settings.training_excluded_categories:
                 # A correction undone: the suggestion comes back to the queue.
                 sug.status = "pending"
                 evidence.pop("withdrawn_for_category")
@@ -625,7 +632,8 @@ def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]
         if row is not None and row.action in ("suggestion.undone", "suggestion.category_set"):
             return row.actor, as_utc(row.at)
         if sug.status == "withdrawn":
-            return "the cycle (nothing left to fix)", as_utc(sug.updated_at)
+            because = (sug.evidence or {}).get("withdrawn_because", "nothing left to fix")
+            return f"{AUTO_ACTOR} ({because})", as_utc(sug.updated_at)
     return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
 
 
@@ -637,6 +645,7 @@ def _end_watches(session: Session, *, entry_id: str, at: datetime) -> None:
         watch.status = "superseded"
         watch.checked_at = at
         session.add(watch)
+    withdraw_rollbacks(session, entry_id=entry_id, at=at)
 
 
 def _rejected_before(session: Session, sug: Suggestion) -> bool:

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from core.bots import BotSettings
 from core.metrics import SATISFACTION_DAYS
-from core.models import Conversation, ConversationAnswer, EntryWatch
+from core.models import Conversation, ConversationAnswer, EntryWatch, Suggestion
 
 # Fewer answers than this before the change make no baseline: only the floor applies.
 MIN_BASELINE = 5
@@ -90,6 +90,7 @@ def start_watch(session: Session, *, bot_id: str, entry_id: str, from_version: i
         old.status = "superseded"
         old.checked_at = at
         session.add(old)
+    withdraw_rollbacks(session, entry_id=entry_id, at=at)
     before = entry_record(session, entry_id=entry_id,
                           since=at - timedelta(days=SATISFACTION_DAYS), until=at) \
         if from_version is not None else Record(0, 0, 0)
@@ -129,3 +130,15 @@ def evaluate(watch: EntryWatch, after: Record, settings: BotSettings) -> Finding
     if not reasons:
         return None
     return Finding("; ".join(reasons), before, after)
+
+
+def withdraw_rollbacks(session: Session, *, entry_id: str, at: datetime) -> None:
+    """The entry changed again: a pending "consider rolling back" about an earlier version
+    would now undo the newer change too, so it leaves the queue."""
+    for sug in session.exec(select(Suggestion).where(
+            Suggestion.entry_id == entry_id, Suggestion.kind == "rollback",
+            col(Suggestion.status).in_(("pending", "deferred")))):
+        sug.status = "withdrawn"
+        sug.updated_at = at
+        sug.evidence = {**sug.evidence, "withdrawn_because": "the entry changed again"}
+        session.add(sug)

@@ -289,6 +289,11 @@ def test_category_correction_is_checked_and_withdraws_untrained_topics(
     assert bench.suggestion(sid).status == "withdrawn"
     with pytest.raises(AlreadyDecided, match="already withdrawn by alice at 20"):
         services.policy.decide(Approve(suggestion_id=sid, actor=ALICE))
+    # Another untrained category keeps it out; a category that is trained brings it back.
+    bench.configure(training_excluded_categories=["medical", "legal"])
+    services.policy.set_category(SetCategory(suggestion_id=sid, category="legal",
+                                             actor=ALICE))
+    assert bench.suggestion(sid).status == "withdrawn"
     # A mistaken correction is put right by correcting again: it returns to the queue.
     services.policy.set_category(SetCategory(suggestion_id=sid, category=None, actor=ALICE))
     assert bench.suggestion(sid).status == "pending"

@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import Session, col, select
 
 from core.bots import bot_settings
 from core.conversations import ConversationIn, store_conversations
 from core.db import session_scope
+from core.errors import AlreadyDecided
 from core.models import AuditEvent, Bot, EntryWatch, KBEntry, Notification, Suggestion
 from core.policy.commands import (
     Actor,
@@ -20,6 +22,7 @@ from core.policy.commands import (
     CreateEntry,
     Defer,
     SetCategory,
+    UpdateEntry,
     UpdateSettings,
 )
 from core.services import Services
@@ -188,12 +191,12 @@ def delivery_entry(world: GapWorld) -> dict[str, Any]:
         answer="Delivery takes 3 to 5 working days.", actor=ALICE))
 
 
-def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
-        services: Services) -> None:
-    world = GapWorld(services)
+def drop_after_change(world: GapWorld) -> tuple[dict[str, Any], datetime]:
+    """An entry 12 customers were happy with, improved (approved) into a worse answer that
+    10 of the next 12 customers give a thumbs-down."""
+    services = world.svc
     entry = delivery_entry(world)
     change_at = MONDAY + timedelta(days=20)
-    # Before the change, 12 customers got the entry and were satisfied.
     store(world, [answered(f"before-{i}", DELIVERY_Q, entry, MONDAY + timedelta(days=i),
                            happy=True) for i in range(12)])
     with session_scope(services.engine) as session:
@@ -203,10 +206,16 @@ def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
         session.add(sug)
     services.policy.decide(Approve(suggestion_id=sug.id, actor=ALICE, at=change_at))
     changed = {**entry, "answer": "Delivery takes 10 to 14 working days."}
-    # After it, 10 of 12 customers give a thumbs-down.
     store(world, [answered(f"after-{i}", DELIVERY_Q, changed,
                            change_at + timedelta(hours=3 * i + 1), happy=i < 2)
                   for i in range(12)])
+    return entry, change_at
+
+
+def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
+        services: Services) -> None:
+    world = GapWorld(services)
+    entry, change_at = drop_after_change(world)
     result = world.cycle(change_at + timedelta(days=3))
     assert result.rollbacks_suggested == 1
     (rollback,) = [s for s in world.open_suggestions() if s.kind == "rollback"]
@@ -347,3 +356,18 @@ def test_a_failing_new_entry_gets_a_switch_off_suggestion(services: Services) ->
     assert tried.escalate and tried.live.entry_id == entry["id"]
     services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))
     assert answer_entry(world, "Do you ship to Mars?") is None
+
+
+def test_a_newer_change_withdraws_a_pending_rollback(services: Services) -> None:
+    world = GapWorld(services)
+    entry, change_at = drop_after_change(world)
+    world.cycle(change_at + timedelta(days=3))
+    (rollback,) = [s for s in world.open_suggestions() if s.kind == "rollback"]
+    # A person fixes the answer by hand: rolling back now would undo their fix as well.
+    services.policy.update_entry(UpdateEntry(bot_id=world.bot_id, entry_id=entry["id"],
+                                             actor=ALICE, answer="Delivery takes 2 days."))
+    with pytest.raises(AlreadyDecided, match=r"withdrawn by autotrain \(the entry changed"):
+        services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))
+    with Session(services.engine) as session:
+        live = session.get(KBEntry, entry["id"])
+        assert live is not None and live.answer == "Delivery takes 2 days."
