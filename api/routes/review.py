@@ -214,13 +214,22 @@ def watches(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
 @router.get("/bots/{slug}/audit", response_model=AuditList,
             responses={200: {"content": {"text/csv": {}}}})
 def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
+          suggestion_id: str | None = None,
+          action: Annotated[str | None, Query(max_length=64,
+                                              description="e.g. suggestion.auto_published")
+                            ] = None,
           format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
           limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000) -> AuditList | Response:
-    """Every change, newest first; `format=csv` exports it."""
+    """Every change, newest first, per bot, entry, suggestion or action; `format=csv`
+    exports it."""
     with Session(svc.engine) as session:
         stmt = select(AuditEvent).where(AuditEvent.bot_id == bot.id)
         if entry_id:
             stmt = stmt.where(AuditEvent.entry_id == entry_id)
+        if suggestion_id:
+            stmt = stmt.where(AuditEvent.suggestion_id == suggestion_id)
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
         rows = list(session.exec(stmt.order_by(col(AuditEvent.at).desc(),
                                                col(AuditEvent.id).desc()).limit(limit)))
     items = [AuditOut(at=r.at, actor=r.actor, channel=r.channel, action=r.action,

@@ -370,3 +370,13 @@ def test_audit_csv_before_and_after_cells_are_json(api, bot, auto_published):
     (auto,) = [row for row in rows if row["action"] == "suggestion.auto_published"]
     (shown,) = [a for a in api.audit(bot.slug) if a["action"] == "suggestion.auto_published"]
     assert json.loads(auto["after"]) == shown["after"]
+
+
+def test_audit_filters_by_suggestion_and_action(api, bot, auto_published):
+    base = f"/api/v1/bots/{bot.slug}/audit"
+    by_sug = api.client.get(base, params={"suggestion_id": auto_published["id"]},
+                            headers=api.admin).json()["items"]
+    assert [a["action"] for a in by_sug] == ["suggestion.auto_published"]
+    by_action = api.client.get(base, params={"action": "settings.updated"},
+                               headers=api.admin).json()["items"]
+    assert by_action and {a["action"] for a in by_action} == {"settings.updated"}
