@@ -60,7 +60,7 @@ _env = Environment(
     lstrip_blocks=True,
 )
 KIND_LABELS = {"new_answer": "New answer", "improve_answer": "Improve an answer",
-               "add_variants": "Add phrasings"}
+               "add_variants": "Add phrasings", "rollback": "Consider rolling back"}
 
 
 def render_digest(view: DigestView) -> EmailContent:
