@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, delete, func, insert, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -20,6 +21,7 @@ from core.answering import NEIGHBOURS, rank_entries
 from core.bots import BotSettings, bot_settings
 from core.db import session_scope
 from core.embeddings import Embedder
+from core.errors import CycleRunning
 from core.generation import Draft, GapContext, Generator, RejectedDraft, TokenUsage
 from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
 from core.metrics import THIN_DATA_CONVERSATIONS, SatisfactionBook
@@ -76,6 +78,8 @@ FROZEN = ("rejected", "published")
 DECIDED = ("rejected", "published", "closed")
 OPEN_SUGGESTION = ("pending", "deferred")
 QUIET_DAYS = 14
+# A cycle lease (an unfinished run) older than this belongs to a process that died.
+STALE_CYCLE = timedelta(hours=6)
 # IN-lists are chunked to stay under every backend's bound-parameter limit.
 CHUNK = 500
 # Signals that point at a missing or wrong answer; abandonment alone is too weak to act on.
@@ -260,21 +264,64 @@ class Cycle:
              reembed: bool = False) -> CycleResult:
         started = time.perf_counter()
         as_of = as_utc(as_of) if as_of else utcnow()
+        run_id, settings = self._take_lease(bot_id=bot_id, as_of=as_of)
+        try:
+            return self._cycle(run_id, bot_id=bot_id, as_of=as_of, settings=settings,
+                               started=started, full=full, reembed=reembed)
+        except BaseException as exc:
+            # Release the lease, or every later cycle of this bot would wait for it to go
+            # stale; an interrupted cycle is simply run again.
+            with session_scope(self.engine) as session:
+                run = session.get(CycleRun, run_id)
+                if run is not None and run.finished_at is None:
+                    run.finished_at = utcnow()
+                    run.stats = {**run.stats, "failed": type(exc).__name__}
+                    session.add(run)
+            raise
+
+    def _take_lease(self, *, bot_id: str, as_of: datetime) -> tuple[str, BotSettings]:
+        """Start the bot's run record, which is also its cycle lease across processes (one
+        unfinished run per bot). A lease without a sign of life for STALE_CYCLE (a killed
+        process) is taken over."""
+        for _ in range(3):
+            try:
+                with session_scope(self.engine) as session:
+                    bot = session.get(Bot, bot_id)
+                    if bot is None:
+                        raise LookupError(f"bot {bot_id} not found")
+                    run = CycleRun(bot_id=bot_id, as_of=as_of)
+                    session.add(run)
+                    session.flush()
+                return run.id, bot_settings(bot)
+            except IntegrityError:
+                with session_scope(self.engine) as session:
+                    running = session.exec(select(CycleRun).where(
+                        CycleRun.bot_id == bot_id, col(CycleRun.finished_at).is_(None))).first()
+                    if running is None:
+                        continue  # it ended meanwhile
+                    since = as_utc(running.started_at)
+                    if since > utcnow() - STALE_CYCLE:
+                        raise CycleRunning(
+                            f"a cycle for this bot is already running (started "
+                            f"{since.isoformat(timespec='seconds')}, in another process); "
+                            "it will pick up everything new, or try again when it ends"
+                        ) from None
+                    running.finished_at = utcnow()
+                    running.stats = {**running.stats, "failed": "abandoned (stale lease)"}
+                    session.add(running)
+        raise CycleRunning("could not start a cycle for this bot: another one keeps starting")
+
+    def _cycle(self, run_id: str, *, bot_id: str, as_of: datetime, settings: BotSettings,
+               started: float, full: bool, reembed: bool) -> CycleResult:
         result = CycleResult()
         with session_scope(self.engine) as session:
-            bot = session.get(Bot, bot_id)
-            if bot is None:
-                raise LookupError(f"bot {bot_id} not found")
-            settings = bot_settings(bot)
-            run = CycleRun(bot_id=bot_id, as_of=as_of)
-            session.add(run)
             result.deferred_returned = self._return_deferred(session, bot_id=bot_id,
                                                              as_of=as_of)
         if not settings.enabled:
             # Published changes stay watched while paused: a harmful one still gets flagged.
             result.paused = True
             self._watch(bot_id=bot_id, as_of=as_of, result=result)
-            self._record(run.id, bot_id=bot_id, started=started, full=full, result=result)
+            self._record(run_id, bot_id=bot_id, started=started, full=full, result=result)
             return result
 
         if full:
@@ -332,7 +379,7 @@ class Cycle:
         if self.policy is not None:
             result.auto_published = len(self.policy.auto_publish(bot_id=bot_id,
                                                                  at=as_of).published)
-        self._record(run.id, bot_id=bot_id, started=started, full=full, result=result)
+        self._record(run_id, bot_id=bot_id, started=started, full=full, result=result)
         return result
 
     def _watch(self, *, bot_id: str, as_of: datetime, result: CycleResult) -> None:

@@ -19,6 +19,10 @@ class AlreadyDecided(Conflict):
     """Someone decided this suggestion first."""
 
 
+class CycleRunning(Conflict):
+    """Another process is running this bot's cycle."""
+
+
 class InvalidInput(DomainError):
     """Input that passed parsing but breaks a rule; `field` names what is wrong."""
 

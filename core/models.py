@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -222,6 +222,14 @@ class AuditEvent(SQLModel, table=True):
 
 
 class CycleRun(SQLModel, table=True):
+    """One cycle of one bot. While it runs (`finished_at` NULL) it is also the bot's cycle
+    lease: the partial unique index lets only one run per bot be unfinished, whichever
+    process starts it (core.cycle)."""
+
+    __table_args__ = (Index("ux_cyclerun_running", "bot_id", unique=True,
+                            sqlite_where=text("finished_at IS NULL"),
+                            postgresql_where=text("finished_at IS NULL")),)
+
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
     as_of: datetime

@@ -13,8 +13,16 @@ from sqlmodel import Session, col, select
 from core.bots import bot_settings
 from core.conversations import ConversationIn, store_conversations
 from core.db import session_scope
-from core.errors import AlreadyDecided
-from core.models import AuditEvent, Bot, EntryWatch, KBEntry, Notification, Suggestion
+from core.errors import AlreadyDecided, CycleRunning
+from core.models import (
+    AuditEvent,
+    Bot,
+    CycleRun,
+    EntryWatch,
+    KBEntry,
+    Notification,
+    Suggestion,
+)
 from core.policy.commands import (
     Actor,
     Approve,
@@ -371,3 +379,51 @@ def test_a_newer_change_withdraws_a_pending_rollback(services: Services) -> None
     with Session(services.engine) as session:
         live = session.get(KBEntry, entry["id"])
         assert live is not None and live.answer == "Delivery takes 2 days."
+
+
+# -- one cycle per bot at a time, across processes --------------------------------------------
+
+
+def running_elsewhere(world: GapWorld, started: datetime) -> None:
+    """Another process's cycle: its unfinished run row is the bot's lease."""
+    with session_scope(world.svc.engine) as session:
+        session.add(CycleRun(bot_id=world.bot_id, as_of=started, started_at=started))
+
+
+def test_a_cycle_running_in_another_process_refuses_a_second(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    running_elsewhere(world, datetime.now(UTC) - timedelta(minutes=5))
+    with pytest.raises(CycleRunning, match="already running"):
+        world.cycle(MONDAY + timedelta(hours=1))
+    assert not world.open_suggestions()  # nothing half-done
+
+
+def test_a_stale_lease_of_a_dead_process_is_taken_over(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    running_elsewhere(world, datetime.now(UTC) - timedelta(hours=7))
+    assert world.cycle(MONDAY + timedelta(hours=1)).suggestions_created == 1
+    with Session(services.engine) as session:
+        runs = session.exec(select(CycleRun).where(CycleRun.bot_id == world.bot_id)).all()
+    assert all(r.finished_at is not None for r in runs)
+    assert sum(r.stats.get("failed") == "abandoned (stale lease)" for r in runs) == 1
+
+
+def test_a_failed_cycle_releases_its_lease(services: Services) -> None:
+    world = GapWorld(services)
+    world.escalate("charger", CHARGER_QUESTIONS, CHARGER_REPLIES, MONDAY)
+    real = services.cycle.embedder
+
+    class Broken:
+        model_id, dimension = real.model_id, real.dimension
+
+        def embed(self, texts: Any) -> Any:
+            raise RuntimeError("embedding server went away")
+
+    services.cycle.embedder = Broken()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError):
+        world.cycle(MONDAY + timedelta(hours=1))
+    services.cycle.embedder = real
+    # The next cycle runs at once and does the work the failed one did not.
+    assert world.cycle(MONDAY + timedelta(hours=2)).suggestions_created == 1

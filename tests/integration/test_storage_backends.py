@@ -162,3 +162,35 @@ def test_two_auto_publishers_at_once_respect_the_daily_limit(
         statuses = session.exec(select(Suggestion.status).where(
             Suggestion.bot_id == bot.id)).all()
     assert sorted(statuses).count("auto_published") == 3
+
+
+def test_only_one_cycle_per_bot_runs_at_once(backend_services: Services) -> None:
+    """The cycle lease holds on both backends: a second process's cycle is refused while
+    the first runs, and runs once it has finished."""
+    from core.errors import CycleRunning
+    from core.models import CycleRun
+
+    svc = backend_services
+    bot_id = _bot_with_failures(svc)
+    with session_scope(svc.engine) as session:
+        lease = CycleRun(bot_id=bot_id, as_of=datetime.now(UTC))
+        session.add(lease)
+    with pytest.raises(CycleRunning):
+        svc.cycle.run(bot_id=bot_id)
+    with session_scope(svc.engine) as session:
+        running = session.get(CycleRun, lease.id)
+        assert running is not None
+        running.finished_at = datetime.now(UTC)
+        session.add(running)
+    assert svc.cycle.run(bot_id=bot_id).suggestions_created == 1
+
+
+def _bot_with_failures(svc: Services) -> str:
+    now = datetime.now(UTC) - timedelta(hours=1)
+    with session_scope(svc.engine) as session:
+        bot = create_bot(session, slug="lease", name="Lease")
+        store_conversations(session, bot_id=bot.id, conversations=[
+            ConversationIn.model_validate(escalated_conversation(
+                f"l{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(minutes=i)))
+            for i, q in enumerate(CHARGER_QUESTIONS)])
+        return bot.id
