@@ -126,6 +126,11 @@ class IngestOut(BaseModel):
 
 class CycleIn(Strict):
     as_of: datetime | None = None
+    full: bool = Field(default=False, description=(
+        "re-analyse every stored conversation from scratch (e.g. after changing "
+        "gap_similarity), keeping decided history"))
+    reembed: bool = Field(default=False, description="with full: embed every text again "
+                                                     "(after switching the embedding model)")
 
 
 class CycleOut(BaseModel):

@@ -65,8 +65,15 @@ def suggestion_out(s: Suggestion) -> SuggestionOut:
 
 @router.post("/bots/{slug}/cycles", response_model=CycleOut)
 def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> CycleOut:
-    """Analyse new conversations and refresh suggestions now, treating `as_of` as now."""
-    result = svc.cycle.run(bot_id=bot.id, as_of=body.as_of if body else None)
+    """Analyse new conversations and refresh suggestions now, treating `as_of` as now
+    (`full`: re-analyse everything). 409 while another process runs this bot's cycle."""
+    if body is not None and body.reembed and not body.full:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+            "loc": ["body", "reembed"], "type": "value_error",
+            "msg": "reembed only applies to a full re-analysis: set full to true"}])
+    result = svc.cycle.run(bot_id=bot.id, as_of=body.as_of if body else None,
+                           full=body.full if body else False,
+                           reembed=body.reembed if body else False)
     return CycleOut(**result.public())
 
 

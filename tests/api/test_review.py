@@ -447,6 +447,14 @@ def test_cycle_without_a_body_treats_now_as_now(api, bot):
     assert r.status_code == 200 and r.json()["conversations_analyzed"] == 0
     [sug] = api.suggestions(bot.slug)
     assert sug["evidence"]["occurrences_7d"] == 3
+    # A full re-analysis reads every stored conversation again and keeps the suggestion.
+    r = api.client.post(f"/api/v1/bots/{bot.slug}/cycles", json={"full": True},
+                        headers=bot.headers)
+    assert r.status_code == 200 and r.json()["conversations_analyzed"] == 3
+    assert [s["id"] for s in api.suggestions(bot.slug)] == [sug["id"]]
+    r = api.client.post(f"/api/v1/bots/{bot.slug}/cycles", json={"reembed": True},
+                        headers=bot.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "reembed"]
 
 
 # -- re-sent transcripts and rejected gaps ------------------------------------------------------
