@@ -48,10 +48,10 @@ from core.policy.limits import AUTO_ACTOR, auto_published_on
 from core.policy.notify import NotificationKind, announce
 from core.policy.watch import (
     Finding,
+    end_watches,
     entry_record,
     evaluate,
     start_watch,
-    withdraw_rollbacks,
 )
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class Policy:
                 reason=f"reverted to version {cmd.version}", question=target.question,
                 answer=target.answer, variants=list(target.variants),
                 category=target.category or "", active=target.active)
-            _end_watches(session, entry_id=entry.id, at=utcnow())
+            end_watches(session, entry_id=entry.id, at=utcnow())
         self._after_commit()
         return after
 
@@ -179,7 +179,7 @@ class Policy:
                     session, entry=entry, actor=cmd.actor,
                     action="entry.reactivated" if cmd.active else "entry.deactivated",
                     reason="reactivated" if cmd.active else "deactivated", active=cmd.active)
-                _end_watches(session, entry_id=entry.id, at=utcnow())
+                end_watches(session, entry_id=entry.id, at=utcnow())
         self._after_commit()
         return after
 
@@ -414,7 +414,7 @@ class Policy:
             action = _roll_back(session, entry=entry, actor=cmd.actor, reason=reason,
                                 to_version=(sug.evidence or {}).get("rollback_to"),
                                 suggestion_id=sug.id)
-        _end_watches(session, entry_id=entry.id, at=utcnow())
+        end_watches(session, entry_id=entry.id, at=utcnow())
         audit(session, bot_id=sug.bot_id, actor=cmd.actor,
               action="suggestion.edited_and_approved" if action == "entry.updated"
               else "suggestion.approved",
@@ -441,7 +441,7 @@ class Policy:
                                 reason=f"undo of suggestion {sug.id}",
                                 to_version=made[-1] - 1 if made[-1] > 1 else None,
                                 suggestion_id=sug.id)
-            _end_watches(session, entry_id=entry.id, at=utcnow())
+            end_watches(session, entry_id=entry.id, at=utcnow())
             sug.status = "undone"
             sug.updated_at = utcnow()
             session.add(sug)
@@ -635,17 +635,6 @@ def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]
             because = (sug.evidence or {}).get("withdrawn_because", "nothing left to fix")
             return f"{AUTO_ACTOR} ({because})", as_utc(sug.updated_at)
     return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
-
-
-def _end_watches(session: Session, *, entry_id: str, at: datetime) -> None:
-    """A person reverted, switched off or rolled back the entry: the watched version is no
-    longer live."""
-    for watch in session.exec(select(EntryWatch).where(EntryWatch.entry_id == entry_id,
-                                                       EntryWatch.status == "watching")):
-        watch.status = "superseded"
-        watch.checked_at = at
-        session.add(watch)
-    withdraw_rollbacks(session, entry_id=entry_id, at=at)
 
 
 def _rejected_before(session: Session, sug: Suggestion) -> bool:

@@ -85,12 +85,7 @@ def start_watch(session: Session, *, bot_id: str, entry_id: str, from_version: i
                 settings: BotSettings) -> EntryWatch:
     """Watch a change just made; an older watch of the same entry gives way to it (its
     "after" would now mix two versions)."""
-    for old in session.exec(select(EntryWatch).where(EntryWatch.entry_id == entry_id,
-                                                     EntryWatch.status == "watching")):
-        old.status = "superseded"
-        old.checked_at = at
-        session.add(old)
-    withdraw_rollbacks(session, entry_id=entry_id, at=at)
+    end_watches(session, entry_id=entry_id, at=at)
     before = entry_record(session, entry_id=entry_id,
                           since=at - timedelta(days=SATISFACTION_DAYS), until=at) \
         if from_version is not None else Record(0, 0, 0)
@@ -130,6 +125,17 @@ def evaluate(watch: EntryWatch, after: Record, settings: BotSettings) -> Finding
     if not reasons:
         return None
     return Finding("; ".join(reasons), before, after)
+
+
+def end_watches(session: Session, *, entry_id: str, at: datetime) -> None:
+    """The watched version of the entry is no longer live (changed again, reverted, switched
+    off, rolled back): its watch ends, and so does any pending rollback of it."""
+    for watch in session.exec(select(EntryWatch).where(EntryWatch.entry_id == entry_id,
+                                                       EntryWatch.status == "watching")):
+        watch.status = "superseded"
+        watch.checked_at = at
+        session.add(watch)
+    withdraw_rollbacks(session, entry_id=entry_id, at=at)
 
 
 def withdraw_rollbacks(session: Session, *, entry_id: str, at: datetime) -> None:

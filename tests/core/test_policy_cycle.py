@@ -269,18 +269,19 @@ def test_a_change_that_holds_up_passes_its_watch(services: Services) -> None:
     assert watch.result["after"]["satisfaction_percent"] == 100
 
 
-def test_advanced_autonomy_rolls_back_its_own_failing_change(services: Services) -> None:
-    world = GapWorld(services)
-    configure(world, autonomy="advanced")
+def failing_auto_published_entry(world: GapWorld, autonomy: str
+                                 ) -> tuple[dict[str, Any], datetime]:
+    """Autonomy publishes a new (wrong) answer; the next 10 customers give a thumbs-down."""
+    configure(world, autonomy=autonomy)
     publish_at = MONDAY + timedelta(days=1)
-    with session_scope(services.engine) as session:
+    with session_scope(world.svc.engine) as session:
         sug = Suggestion(bot_id=world.bot_id, kind="new_answer", priority="critical",
                          confidence=95, question="Do you ship to Mars?",
                          answer="Yes, we ship to Mars in two days.", variants=[])
         session.add(sug)
-    assert services.policy.auto_publish(bot_id=world.bot_id, at=publish_at).published == \
+    assert world.svc.policy.auto_publish(bot_id=world.bot_id, at=publish_at).published == \
         [sug.id]
-    with Session(services.engine) as session:
+    with Session(world.svc.engine) as session:
         published = session.get(Suggestion, sug.id)
         assert published is not None and published.entry_id
         entry = {"id": published.entry_id, "answer": published.answer}
@@ -288,6 +289,12 @@ def test_advanced_autonomy_rolls_back_its_own_failing_change(services: Services)
     store(world, [answered(f"mars-{i}", "Do you ship to Mars?", entry,
                            publish_at + timedelta(hours=i + 1), happy=False)
                   for i in range(10)])
+    return entry, publish_at
+
+
+def test_advanced_autonomy_rolls_back_its_own_failing_change(services: Services) -> None:
+    world = GapWorld(services)
+    entry, publish_at = failing_auto_published_entry(world, "advanced")
     result = world.cycle(publish_at + timedelta(days=2))
     assert result.rolled_back == 1 and result.rollbacks_suggested == 0
     # Switched off at once (it created the entry), the reviewers told, the change audited.
@@ -338,21 +345,7 @@ def test_a_failing_new_entry_gets_a_switch_off_suggestion(services: Services) ->
     # Moderate autonomy published it; only advanced rolls back by itself, so a person is
     # asked to switch it off (the change created the entry: nothing to revert to).
     world = GapWorld(services)
-    configure(world, autonomy="moderate")
-    publish_at = MONDAY + timedelta(days=1)
-    with session_scope(services.engine) as session:
-        sug = Suggestion(bot_id=world.bot_id, kind="new_answer", priority="critical",
-                         confidence=95, question="Do you ship to Mars?",
-                         answer="Yes, we ship to Mars in two days.", variants=[])
-        session.add(sug)
-    services.policy.auto_publish(bot_id=world.bot_id, at=publish_at)
-    with Session(services.engine) as session:
-        published = session.get(Suggestion, sug.id)
-        assert published is not None and published.entry_id
-    entry = {"id": published.entry_id, "answer": published.answer}
-    store(world, [answered(f"mars-{i}", "Do you ship to Mars?", entry,
-                           publish_at + timedelta(hours=i + 1), happy=False)
-                  for i in range(10)])
+    entry, publish_at = failing_auto_published_entry(world, "moderate")
     assert world.cycle(publish_at + timedelta(days=2)).rolled_back == 0
     (rollback,) = [s for s in world.open_suggestions() if s.kind == "rollback"]
     assert rollback.evidence["action"] == "deactivate"
