@@ -91,3 +91,19 @@ class CountingEmbedder:
         self.calls.append(len(texts))
         self.texts += list(texts)
         return self.inner.embed(texts)
+
+
+def charger_bot(svc: Any, *, slug: str, now: datetime) -> str:
+    """A bot whose customers asked the charger question six times in the hour before `now`,
+    each handed to an agent: one clear gap for the next cycle. Returns the bot id."""
+    from core.bots import create_bot
+    from core.conversations import ConversationIn, store_conversations
+    from core.db import session_scope
+
+    with session_scope(svc.engine) as session:
+        bot = create_bot(session, slug=slug, name=slug.title())
+        store_conversations(session, bot_id=bot.id, conversations=[
+            ConversationIn.model_validate(escalated_conversation(
+                f"{slug}-{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(minutes=5 * i + 1)))
+            for i, q in enumerate(CHARGER_QUESTIONS)])
+        return bot.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ from sqlalchemy import create_engine, inspect, text
 from sqlmodel import Session, select
 
 from core.bots import create_bot
-from core.conversations import ConversationIn, store_conversations
 from core.db import alembic_config, current_revision, make_engine, migrate, session_scope
 from core.embeddings import Embedder
 from core.errors import AlreadyDecided
@@ -21,12 +20,7 @@ from core.models import Suggestion
 from core.policy.commands import Actor, Approve, Channel, Reject
 from core.services import Services, build_core_services
 from core.settings import load_settings
-from tests.helpers import (
-    CHARGER_QUESTIONS,
-    CHARGER_REPLIES,
-    TEST_DATABASE_URL,
-    escalated_conversation,
-)
+from tests.helpers import TEST_DATABASE_URL, charger_bot
 
 EXPECTED_TABLES = {"bot", "apikey", "kbentry", "kbentryversion", "indexoutbox", "conversation",
                    "gap", "gapevidence", "suggestion", "auditevent", "cyclerun",
@@ -78,13 +72,8 @@ def backend_services(database_url: str, tmp_path: Path, embedder: Embedder
 
 def _seed_gap(svc: Services) -> str:
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
-    with session_scope(svc.engine) as session:
-        bot = create_bot(session, slug="race", name="Race")
-        convs = [ConversationIn.model_validate(escalated_conversation(
-            f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i)))
-            for i, q in enumerate(CHARGER_QUESTIONS)]
-        store_conversations(session, bot_id=bot.id, conversations=convs)
-    result = svc.cycle.run(bot_id=bot.id, as_of=now)
+    bot_id = charger_bot(svc, slug="race", now=now)
+    result = svc.cycle.run(bot_id=bot_id, as_of=now)
     assert result.suggestions_created == 1
     with Session(svc.engine) as session:
         return session.exec(select(Suggestion.id)).one()
@@ -171,7 +160,7 @@ def test_only_one_cycle_per_bot_runs_at_once(backend_services: Services) -> None
     from core.models import CycleRun
 
     svc = backend_services
-    bot_id = _bot_with_failures(svc)
+    bot_id = charger_bot(svc, slug="lease", now=datetime.now(UTC))
     with session_scope(svc.engine) as session:
         lease = CycleRun(bot_id=bot_id, as_of=datetime.now(UTC))
         session.add(lease)
@@ -184,13 +173,3 @@ def test_only_one_cycle_per_bot_runs_at_once(backend_services: Services) -> None
         session.add(running)
     assert svc.cycle.run(bot_id=bot_id).suggestions_created == 1
 
-
-def _bot_with_failures(svc: Services) -> str:
-    now = datetime.now(UTC) - timedelta(hours=1)
-    with session_scope(svc.engine) as session:
-        bot = create_bot(session, slug="lease", name="Lease")
-        store_conversations(session, bot_id=bot.id, conversations=[
-            ConversationIn.model_validate(escalated_conversation(
-                f"l{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(minutes=i)))
-            for i, q in enumerate(CHARGER_QUESTIONS)])
-        return bot.id

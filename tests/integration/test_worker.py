@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
 
 from app import InProcessJobs
-from core.bots import create_bot
-from core.conversations import ConversationIn, store_conversations
-from core.db import session_scope
 from core.models import Bot, Suggestion
 from core.services import Services
-from tests.helpers import (
-    CHARGER_QUESTIONS,
-    CHARGER_REPLIES,
-    TEST_REDIS_URL,
-    drafted_from,
-    escalated_conversation,
-)
+from tests.helpers import CHARGER_REPLIES, TEST_REDIS_URL, charger_bot, drafted_from
 from worker import cycle_all_bots, relay_outbox, run_cycle
 
 
 def _seed(svc: Services) -> Bot:
-    now = datetime.now(UTC) - timedelta(hours=1)
-    with session_scope(svc.engine) as session:
-        bot = create_bot(session, slug="queued", name="Queued")
-        store_conversations(session, bot_id=bot.id, conversations=[
-            ConversationIn.model_validate(escalated_conversation(
-                f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i)))
-            for i, q in enumerate(CHARGER_QUESTIONS)])
-    return bot
+    bot_id = charger_bot(svc, slug="queued", now=datetime.now(UTC))
+    with Session(svc.engine) as session:
+        bot = session.get(Bot, bot_id)
+        assert bot is not None
+        return bot
 
 
 def _pending(svc: Services) -> list[Suggestion]:
