@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from core.errors import Conflict, NotFound
 from core.models import ApiKey, Bot, utcnow
-from core.policy.categories import BUILTIN_CATEGORY_NAMES
+from core.policy.categories import BUILTIN_CATEGORIES, BUILTIN_CATEGORY_NAMES, Category
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_EXCLUDED = ["pricing", "legal", "medical"]
@@ -156,6 +156,12 @@ class BotSettings(BaseModel):
             if name not in out:
                 out.append(name)
         return out
+
+    def categories(self) -> list[Category]:
+        """The built-in categories, then the bot's own."""
+        return [*BUILTIN_CATEGORIES, *(Category(name=c.name, description=c.description,
+                                                keywords=tuple(c.keywords))
+                                       for c in self.custom_categories)]
 
     def category_names(self) -> list[str]:
         return [*sorted(BUILTIN_CATEGORY_NAMES), *(c.name for c in self.custom_categories)]

@@ -60,7 +60,7 @@ from core.pipeline.proposals import (
     propose,
 )
 from core.pipeline.signals import Signal, detect, transcript_from_row
-from core.policy.categories import BUILTIN_CATEGORIES, Category, CategoryClassifier
+from core.policy.categories import CategoryClassifier
 from core.policy.limits import weekly_allowance
 from core.policy.notify import NotificationKind, announce
 from core.policy.service import Policy
@@ -834,11 +834,8 @@ class Cycle:
                             Suggestion.category_source == "admin")
                         .order_by(col(Suggestion.updated_at))).all():
                     corrected[gap_id or ""] = category
-        categories = [*BUILTIN_CATEGORIES, *(
-            Category(name=c.name, description=c.description, keywords=tuple(c.keywords))
-            for c in settings.custom_categories)]
-        classifier = CategoryClassifier(KnownFirst(self.embedder, vectors), categories,
-                                        corrections)
+        classifier = CategoryClassifier(KnownFirst(self.embedder, vectors),
+                                        settings.categories(), corrections)
         known = set(settings.category_names())
         matches = classifier.classify_many(
             [(p.fields["question"], p.fields["answer"], p.fields["variants"]) for p in plans])

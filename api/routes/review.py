@@ -38,7 +38,6 @@ from core.bots import bot_settings
 from core.metrics import THIN_DATA_CONVERSATIONS, Bucket, activated_at, compute_metrics
 from core.models import AuditEvent, EntryWatch, IndexOutbox, Notification, Suggestion
 from core.pipeline.priorities import PRIORITY_ORDER
-from core.policy.categories import BUILTIN_CATEGORIES, Category
 from core.policy.commands import (
     Approve,
     Defer,
@@ -174,9 +173,7 @@ def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
 def categories(bot: BotDep) -> CategoryList:
     """The built-in and custom categories, and what each is excluded from."""
     settings = bot_settings(bot)
-    cats = [*BUILTIN_CATEGORIES, *(Category(name=c.name, description=c.description,
-                                            keywords=tuple(c.keywords))
-                                   for c in settings.custom_categories)]
+    cats = settings.categories()
     return CategoryList(items=[CategoryOut(
         name=c.name, description=c.description, keywords=list(c.keywords), builtin=c.builtin,
         excluded_from_auto_publish=c.name in settings.excluded_categories,

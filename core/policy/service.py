@@ -59,8 +59,7 @@ log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "deferred")
 DEFAULT_DEFER = timedelta(days=7)
 AUTO = Actor(name=AUTO_ACTOR, channel=Channel.auto)
-STATUS_WORDS = {"auto_published": "published automatically", "withdrawn": "withdrawn",
-                "undone": "undone"}
+STATUS_WORDS = {"auto_published": "published automatically"}
 WATCH = Actor(name=f"{AUTO_ACTOR} watch", channel=Channel.auto)
 
 
@@ -233,7 +232,7 @@ class Policy:
             settings = self._settings(session, sug.bot_id)
             name = cmd.category.strip().lower() if cmd.category else None
             if name is not None:
-                self._known_category(session, bot_id=sug.bot_id, name=name, settings=settings)
+                _known_category(settings, name)
             before = {"category": sug.category, "status": sug.status}
             sug.category = name
             sug.category_source = "admin"
@@ -260,14 +259,6 @@ class Policy:
         if bot is None:
             raise NotFound("bot not found")
         return bot_settings(bot)
-
-    def _known_category(self, session: Session, *, bot_id: str, name: str,
-                        settings: BotSettings | None = None) -> None:
-        settings = settings or self._settings(session, bot_id)
-        known = settings.category_names()
-        if name.strip().lower() not in known:
-            raise InvalidInput(f"unknown category {name!r}: known are {', '.join(known)}",
-                               field="category")
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -621,6 +612,13 @@ def _roll_back(session: Session, *, entry: KBEntry, actor: Actor, reason: str,
                  variants=list(target.variants), category=target.category or "",
                  active=target.active)
     return "entry.reverted"
+
+
+def _known_category(settings: BotSettings, name: str) -> None:
+    known = settings.category_names()
+    if name not in known:
+        raise InvalidInput(f"unknown category {name!r}: known are {', '.join(known)}",
+                           field="category")
 
 
 def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]:
