@@ -268,24 +268,22 @@ def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the 
     svc = _services(settings)
     _announce_admin_key(svc)
     from bot.email import FileMailer, digest_view, render_digest
-    from core.policy.notify import mark_delivered, undelivered
 
     now = datetime.now(UTC)
     summary = load_demo(svc, now=now)
     base_url = f"http://{host}:{port}"
     if summary.suggestions:
         # Email is off on the embedded default: the digest a manager would get is a file.
-        with session_scope(svc.engine) as session:
-            bot = get_bot(session, slug=summary.bot_slug)
-            news = undelivered(session, bot_id=bot.id)
-            content = render_digest(digest_view(
-                bot_name="Voltcart support (demo)", bot_slug=summary.bot_slug,
-                suggestions=summary.suggestions, generated_at=now, base_url=base_url,
-                announcements=news))
-            summary.digest_path = FileMailer(
-                settings.mail_outbox_dir, sender=settings.email_from
-            ).send(to=["manager@voltcart.example"], content=content)
-            mark_delivered(session, ids=[n.id for n in news if n.id is not None], at=now)
+        bot = svc.review.bot(summary.bot_slug)
+        news = svc.review.pending_announcements(bot, Channel.email)
+        content = render_digest(digest_view(
+            bot_name="Voltcart support (demo)", bot_slug=summary.bot_slug,
+            suggestions=summary.suggestions, generated_at=now, base_url=base_url,
+            announcements=news))
+        summary.digest_path = FileMailer(
+            settings.mail_outbox_dir, sender=settings.email_from
+        ).send(to=["manager@voltcart.example"], content=content)
+        svc.review.mark_delivered(bot, Channel.email, [n.id for n in news], at=now)
     typer.echo(summary.report(base_url=base_url))
     if serve_after:
         import uvicorn

@@ -7,12 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session
 
-from core.bots import authenticate, get_bot
 from core.errors import NotFound
-from core.models import Bot
 from core.policy.commands import Actor, Channel
+from core.review import BotRef
 from core.services import Services
 
 bearer = HTTPBearer(auto_error=False, description="An admin key or a bot key")
@@ -45,9 +43,8 @@ ServicesDep = Annotated[Services, Depends(services)]
 def caller_for_key(svc: Services, key: str) -> Caller | None:
     """Who a presented key belongs to, or None if it is unknown or revoked."""
     admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    with Session(svc.engine) as session:
-        row = authenticate(session, key=key, configured_admin=admin)
-    return None if row is None else Caller(key_id=row.id, key_name=row.name, bot_id=row.bot_id)
+    holder = svc.review.key_holder(key, admin_key=admin)
+    return None if holder is None else Caller(*holder)
 
 
 def caller(
@@ -76,16 +73,31 @@ def require_admin(who: CallerDep) -> Caller:
 AdminDep = Annotated[Caller, Depends(require_admin)]
 
 
-def bot_for(slug: str, svc: ServicesDep, who: CallerDep) -> Bot:
+def bot_for(slug: str, svc: ServicesDep, who: CallerDep) -> BotRef:
     """The bot named in the route, if the caller may see it; otherwise 404 (nothing revealed)."""
-    with Session(svc.engine) as session:
-        try:
-            bot = get_bot(session, slug=slug)
-        except NotFound:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found") from None
+    try:
+        bot = svc.review.bot(slug)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found") from None
     if not who.is_admin and who.bot_id != bot.id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found")
     return bot
 
 
-BotDep = Annotated[Bot, Depends(bot_for)]
+BotDep = Annotated[BotRef, Depends(bot_for)]
+
+
+def suggestion_bot(suggestion_id: str, svc: ServicesDep, who: CallerDep) -> BotRef:
+    """The bot a suggestion route acts for: the suggestion's own for the admin key, the key's
+    bot otherwise (the review door then answers 404 for another bot's suggestion)."""
+    try:
+        if who.is_admin:
+            return svc.review.owner_of(suggestion_id)
+        assert who.bot_id is not None
+        return svc.review.bot_by_id(who.bot_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"suggestion {suggestion_id!r} not found") from None
+
+
+SuggestionBotDep = Annotated[BotRef, Depends(suggestion_bot)]

@@ -147,16 +147,6 @@ class CycleOut(BaseModel):
     rolled_back: int = Field(default=0, description="auto-published changes rolled back")
 
 
-class SuggestionStatus(StrEnum):
-    pending = "pending"
-    approved = "approved"
-    rejected = "rejected"
-    deferred = "deferred"
-    auto_published = "auto_published"
-    withdrawn = "withdrawn"
-    undone = "undone"
-
-
 class SuggestionOut(BaseModel):
     id: str
     kind: str
@@ -177,6 +167,18 @@ class SuggestionOut(BaseModel):
     defer_until: datetime | None = None
     category_source: str | None = Field(
         default=None, description='"auto" (the classifier) or "admin" (set by a person)')
+    reason: str = Field(default="", description="why it is proposed, in words")
+    samples: list[str] = Field(default_factory=list, description=(
+        "a few of the customers' own questions, newest first (identifiers redacted)"))
+    replay: str | None = Field(default=None, description="the evidence replay in a sentence")
+    autonomy: str | None = Field(default=None, description=(
+        "why it was or was not published automatically"))
+    entry_question: str | None = Field(default=None, description="the entry it changes")
+    low_confidence: bool = Field(default=False, description="confidence under 60")
+    needs_answer: bool = Field(default=False, description=(
+        "no answer drafted yet: approve with edit"))
+    status_words: str = ""
+    withdrawn_because: str | None = None
 
 
 class SuggestionList(BaseModel):
@@ -284,7 +286,10 @@ class NotificationOut(BaseModel):
     entry_id: str | None
     payload: dict[str, Any]
     created_at: datetime
-    delivered_at: datetime | None
+    delivered_at: datetime | None = Field(default=None, description=(
+        "when a channel first delivered it"))
+    delivered_to: dict[str, datetime] = Field(default_factory=dict, description=(
+        "each channel (slack, email) that delivered it, and when"))
 
 
 class NotificationList(BaseModel):
@@ -308,3 +313,26 @@ class WatchOut(BaseModel):
 
 class WatchList(BaseModel):
     items: list[WatchOut]
+
+
+class FiguresOut(BaseModel):
+    start: datetime
+    end: datetime
+    conversations: int
+    resolution_rate: float | None
+    escalations: int
+    escalation_rate: float | None
+    negative_feedback: int
+    negative_feedback_rate: float | None
+    csat: float | None
+    suggestions_decided: int
+    auto_published: int
+
+
+class StatsOut(BaseModel):
+    bot_slug: str
+    period: str
+    current: FiguresOut
+    previous: FiguresOut
+    pending: int
+    critical_pending: int

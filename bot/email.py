@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from core.review import AnnouncementView, SuggestionView
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 
@@ -112,14 +114,14 @@ class FileMailer:
         return str(path)
 
 
-def digest_view(*, bot_name: str, bot_slug: str, suggestions: list[Any], generated_at: datetime,
-                base_url: str, limit: int = 10,
-                announcements: list[Any] | None = None) -> DigestView:
-    """A digest of the most urgent pending suggestions (rows of core.models.Suggestion)."""
+def digest_view(*, bot_name: str, bot_slug: str, suggestions: list[SuggestionView],
+                generated_at: datetime, base_url: str, limit: int = 10,
+                announcements: list[AnnouncementView] | None = None) -> DigestView:
+    """A digest of the most urgent pending suggestions, in the review door's order."""
     items = [
         DigestItem(id=s.id, priority=s.priority, kind=s.kind, confidence=s.confidence,
                    question=s.question, answer=s.answer, variants=list(s.variants),
-                   reason=str((s.evidence or {}).get("reason", "")), warning=s.warning)
+                   reason=s.reason, warning=s.warning)
         for s in suggestions[:limit]
     ]
     return DigestView(bot_name=bot_name, bot_slug=bot_slug, generated_at=generated_at,

@@ -7,9 +7,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
-from sqlalchemy import delete, insert
+from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
+from core.db import session_scope
 from core.errors import InvalidInput
 from core.metrics import answer_outcomes
 from core.models import Conversation, ConversationAnswer, as_utc, new_id, utcnow
@@ -189,3 +190,10 @@ def store_conversations(session: Session, *, bot_id: str,
         session.execute(insert(ConversationAnswer), answer_rows)
         session.flush()
     return accepted, updated
+
+
+def ingest_batch(engine: Engine, *, bot_id: str,
+                 conversations: list[ConversationIn]) -> tuple[int, int]:
+    """Store a validated batch in one transaction: (accepted, updated)."""
+    with session_scope(engine) as session:
+        return store_conversations(session, bot_id=bot_id, conversations=conversations)

@@ -171,14 +171,18 @@ class IndexSync:
                                   vectors=vectors[start:start + len(phrasings)])
             start += len(phrasings)
 
-    def relay(self, *, limit: int = 500) -> RelayResult:
+    def relay(self, *, limit: int = 500, bot_id: str | None = None) -> RelayResult:
+        """Push pending outbox rows to the index. `bot_id`: only that bot's rows (a decision
+        relays its own change inside the request; other bots' rows are left to the
+        background relay, so one bot's backlog never slows another's approvals)."""
         result = RelayResult()
+        mine = [col(IndexOutbox.bot_id) == bot_id] if bot_id is not None else []
         with self._lock:
             # Read, then talk to the index outside any transaction, so a slow or unreachable
             # index never holds a database write lock.
             with Session(self.engine, expire_on_commit=False) as session:
                 rows = list(session.exec(
-                    select(IndexOutbox).where(col(IndexOutbox.processed_at).is_(None))
+                    select(IndexOutbox).where(col(IndexOutbox.processed_at).is_(None), *mine)
                     .order_by(col(IndexOutbox.id)).limit(limit)
                 ))
                 entry_ids = {r.entry_id for r in rows}
@@ -214,7 +218,7 @@ class IndexSync:
                 result.failed = 1 if failed else 0
                 result.pending = int(session.exec(
                     select(func.count()).select_from(IndexOutbox)
-                    .where(col(IndexOutbox.processed_at).is_(None))
+                    .where(col(IndexOutbox.processed_at).is_(None), *mine)
                 ).one())
         return result
 

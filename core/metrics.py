@@ -28,6 +28,7 @@ from sqlalchemy import Engine, Integer, cast, func
 from sqlmodel import Session, col, select
 
 from core.models import Conversation, ConversationAnswer, Suggestion, as_utc
+from core.status import PUBLISHED_SUGGESTION_STATUSES
 
 THIN_DATA_CONVERSATIONS = 200
 SATISFACTION_DAYS = 30
@@ -55,7 +56,7 @@ def activated_at(engine: Engine, *, bot_id: str) -> datetime | None:
         first = session.exec(
             select(Suggestion.decided_at).where(
                 Suggestion.bot_id == bot_id,
-                col(Suggestion.status).in_(("approved", "auto_published")),
+                col(Suggestion.status).in_(PUBLISHED_SUGGESTION_STATUSES),
                 col(Suggestion.decided_at).is_not(None))
             .order_by(col(Suggestion.decided_at)).limit(1)).first()
     return as_utc(first) if first else None

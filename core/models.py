@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from core.status import GapStatus, SuggestionStatus, WatchStatus
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -146,7 +148,7 @@ class Gap(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
     kind: str = Field(max_length=32)
-    status: str = Field(default="open", max_length=16, index=True)
+    status: str = Field(default=GapStatus.open, max_length=16, index=True)
     entry_id: str | None = Field(default=None, max_length=32)
     centroid: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     reply_centroid: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
@@ -196,7 +198,7 @@ class Suggestion(SQLModel, table=True):
     category_source: str | None = Field(default=None, max_length=16)
     warning: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=SuggestionStatus.pending, max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None
@@ -240,8 +242,8 @@ class CycleRun(SQLModel, table=True):
 
 class Notification(SQLModel, table=True):
     """Something the reviewers must be told (auto-published, rolled back, a deferred suggestion
-    back in the queue, ...), written in the same transaction as the change it announces; the
-    review channels (Slack, email) deliver it and set `delivered_at`."""
+    back in the queue, ...), written in the same transaction as the change it announces; each
+    review channel (Slack, email) delivers it once (NotificationDelivery)."""
 
     __table_args__ = (Index("ix_notification_bot_at", "bot_id", "created_at"),)
 
@@ -253,7 +255,16 @@ class Notification(SQLModel, table=True):
     entry_id: str | None = Field(default=None, max_length=32)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
-    delivered_at: datetime | None = Field(default=None, index=True)
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One announcement delivered on one review channel: Slack showing it does not stop the
+    next email digest from carrying it. The primary key makes a second delivery on the same
+    channel (a job run twice) a no-op."""
+
+    notification_id: int = Field(foreign_key="notification.id", primary_key=True)
+    channel: str = Field(primary_key=True, max_length=16)
+    delivered_at: datetime = Field(default_factory=utcnow)
 
 
 class EntryWatch(SQLModel, table=True):
@@ -279,6 +290,6 @@ class EntryWatch(SQLModel, table=True):
     # watching → passed (the window ended without a drop) | alerted (a rollback suggestion
     # was raised) | rolled_back (deactivated or reverted automatically) | superseded (a newer
     # change to the entry is watched instead)
-    status: str = Field(default="watching", max_length=16)
+    status: str = Field(default=WatchStatus.watching, max_length=16)
     checked_at: datetime | None = None
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -22,13 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
-
-from core.bots import Autonomy, create_bot
-from core.conversations import ConversationIn, store_conversations
-from core.db import session_scope
-from core.models import Bot, KBEntry, Suggestion
-from core.pipeline.priorities import PRIORITY_ORDER
+from core.bots import Autonomy
+from core.conversations import ConversationIn, ingest_batch
 from core.policy.commands import (
     Actor,
     Approve,
@@ -40,7 +35,9 @@ from core.policy.commands import (
     UndoSuggestion,
     UpdateSettings,
 )
+from core.review import BotRef, Command, Outcome, SuggestionView
 from core.services import Services
+from core.status import SuggestionStatus
 
 FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
 ADMIN = Actor(name="replay admin", channel=Channel.api)
@@ -264,25 +261,25 @@ class Replay:
         self.entry_label: dict[str, str] = {}
         self.text_label: dict[str, str] = {t: lb for lb, ts in data.items() for t in ts}
         self.bot_slug = bot_slug
-        self.bot: Bot | None = None
+        self.bot: BotRef | None = None
         self.verdicts: list[Verdict] = []
         self.now: datetime | None = None  # the simulated time of the admin's decisions
 
     # -- setup -------------------------------------------------------------------------------
 
-    def seed(self) -> Bot:
-        with session_scope(self.svc.engine) as session:
-            bot = create_bot(session, slug=self.bot_slug, name="Replay")
+    def seed(self) -> BotRef:
+        bot = self.svc.review.create_bot(slug=self.bot_slug, name="Replay")
         if self.cfg.autonomy is not Autonomy.conservative:
-            self.svc.policy.update_settings(UpdateSettings(
-                bot_id=bot.id, patch={"autonomy": self.cfg.autonomy.value}, actor=ADMIN))
+            self.svc.review.execute(UpdateSettings(
+                bot_id=bot.id, patch={"autonomy": self.cfg.autonomy.value}, actor=ADMIN),
+                bot=bot)
         cmds = [CreateEntry(bot_id=bot.id, question=self.kb_texts[lb][0],
                             answer=reference_answer(lb), variants=self.kb_texts[lb][1:],
                             actor=ADMIN) for lb in sorted(self.covered)]
         for created, cmd in zip(self.svc.policy.create_entries(cmds), cmds, strict=True):
             self.entry_label[created["id"]] = self.answer_label[_statements(cmd.answer)]
-        self.bot = bot
-        return bot
+        self.bot = self.svc.review.bot(self.bot_slug)
+        return self.bot
 
     # -- one week ----------------------------------------------------------------------------
 
@@ -334,12 +331,11 @@ class Replay:
             at = start + timedelta(seconds=self.rng.randint(0, 7 * 86400 - 600))
             convs.append(self._conversation(n, label, at, row))
         row.conversations = len(convs)
-        with session_scope(self.svc.engine) as session:
-            store_conversations(session, bot_id=self.bot.id,
-                                conversations=[ConversationIn.model_validate(c) for c in convs])
+        ingest_batch(self.svc.engine, bot_id=self.bot.id,
+                     conversations=[ConversationIn.model_validate(c) for c in convs])
         t0 = time.perf_counter()
         as_of = start + timedelta(days=7)
-        cycle = self.svc.cycle.run(bot_id=self.bot.id, as_of=as_of)
+        cycle = self.svc.review.run_cycle(self.bot, as_of=as_of)
         row.cycle_seconds = time.perf_counter() - t0
         row.generation_seconds = cycle.generation_seconds
         # The admin reviews an hour after the cycle, in simulated time (watches, gap
@@ -347,9 +343,7 @@ class Replay:
         self.now = as_of + timedelta(hours=1)
         self._audit_autonomy(row, as_of)
         self._review(row, self.verdicts)
-        with Session(self.svc.engine) as session:
-            row.suggestions_pending = len(session.exec(select(Suggestion.id).where(
-                Suggestion.bot_id == self.bot.id, Suggestion.status == "pending")).all())
+        row.suggestions_pending = len(self.svc.review.queue(self.bot))
         return row
 
     # -- the simulated admin ------------------------------------------------------------------
@@ -362,14 +356,10 @@ class Replay:
 
     def _review(self, row: WeekRow, verdicts: list[Verdict]) -> None:
         assert self.bot is not None
-        with Session(self.svc.engine) as session:
-            pending = list(session.exec(select(Suggestion).where(
-                Suggestion.bot_id == self.bot.id, col(Suggestion.status) == "pending")))
-        pending.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score))
-        for sug in pending[: self.cfg.decisions_per_week]:
+        for sug in self.svc.review.queue(self.bot, limit=self.cfg.decisions_per_week):
             verdicts.append(Verdict(sug.confidence, self._decide(sug, row)))
 
-    def _judge(self, sug: Suggestion) -> tuple[str, str | None, list[str]]:
+    def _judge(self, sug: SuggestionView) -> tuple[str, str | None, list[str]]:
         """Judge from the evidence a reviewer sees: is the answer right for what the customers
         asked, and are the phrasings about the same thing? Returns the verdict (approve,
         edit, reject_wrong, reject_off_topic), the label asked about and the phrasings that
@@ -393,59 +383,62 @@ class Replay:
             return "reject_wrong", label, good_variants
         return "edit", label, good_variants
 
-    def _decide(self, sug: Suggestion, row: WeekRow) -> str:
+    def _decide(self, sug: SuggestionView, row: WeekRow) -> str:
         if sug.kind == "rollback":
             return self._decide_rollback(sug, row)
         verdict, label, good_variants = self._judge(sug)
         if verdict == "reject_off_topic":
-            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
-                                          reason=RejectReason.not_a_gap, at=self.now))
+            self._execute(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                 reason=RejectReason.not_a_gap, at=self.now))
             row.rejected += 1
-            return "rejected"
+            return SuggestionStatus.rejected
         assert label is not None
         if verdict == "approve":
-            result = self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN,
-                                                    at=self.now))
+            result = self._execute(Approve(suggestion_id=sug.id, actor=ADMIN, at=self.now))
             row.approved += 1
-            outcome = "approved"
+            outcome = SuggestionStatus.approved
         elif verdict == "reject_wrong":
-            self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
-                                          reason=RejectReason.wrong_information, at=self.now))
+            self._execute(Reject(suggestion_id=sug.id, actor=ADMIN,
+                                 reason=RejectReason.wrong_information, at=self.now))
             row.rejected += 1
-            return "rejected"
+            return SuggestionStatus.rejected
         else:
-            result = self.svc.policy.decide(EditAndApprove(
+            result = self._execute(EditAndApprove(
                 suggestion_id=sug.id, actor=ADMIN, answer=reference_answer(label),
                 variants=good_variants, at=self.now))
             row.edited += 1
             outcome = "edited"
-        if result.entry_id and result.entry_id not in self.entry_label:
-            self.entry_label[result.entry_id] = label
+        if result.entry is not None and result.entry.id not in self.entry_label:
+            self.entry_label[result.entry.id] = label
         return outcome
 
-    def _decide_rollback(self, sug: Suggestion, row: WeekRow) -> str:
+    def _execute(self, command: Command) -> Outcome:
+        assert self.bot is not None
+        return self.svc.review.execute(command, bot=self.bot)
+
+    def _decide_rollback(self, sug: SuggestionView, row: WeekRow) -> str:
         """"Consider rolling back": the admin rolls back when the entry's live answer is not
         its topic's, and otherwise keeps the change."""
-        with Session(self.svc.engine) as session:
-            entry = session.get(KBEntry, sug.entry_id)
-        label = self.entry_label.get(sug.entry_id or "")
-        if entry is not None and self._says(entry.answer) != label:
-            self.svc.policy.decide(Approve(suggestion_id=sug.id, actor=ADMIN, at=self.now))
+        assert self.bot is not None and sug.entry_id is not None
+        entry = self.svc.review.entry(sug.entry_id, bot=self.bot)
+        label = self.entry_label.get(sug.entry_id)
+        if self._says(entry.answer) != label:
+            self._execute(Approve(suggestion_id=sug.id, actor=ADMIN, at=self.now))
             row.approved += 1
-            return "approved"
-        self.svc.policy.decide(Reject(suggestion_id=sug.id, actor=ADMIN,
-                                      reason=RejectReason.other, at=self.now))
+            return SuggestionStatus.approved
+        self._execute(Reject(suggestion_id=sug.id, actor=ADMIN, reason=RejectReason.other,
+                             at=self.now))
         row.rejected += 1
-        return "rejected"
+        return SuggestionStatus.rejected
 
     def _audit_autonomy(self, row: WeekRow, as_of: datetime) -> None:
         """Judge what autonomy published in this cycle as the admin would have judged it had
         it been theirs to decide; the admin undoes the wrong ones once told."""
         assert self.bot is not None
-        with Session(self.svc.engine) as session:
-            published = list(session.exec(select(Suggestion).where(
-                Suggestion.bot_id == self.bot.id, Suggestion.status == "auto_published",
-                col(Suggestion.decided_at) > as_of - timedelta(days=7))))
+        week_ago = as_of - timedelta(days=7)
+        published = [s for s in self.svc.review.queue(
+            self.bot, status=SuggestionStatus.auto_published)
+            if s.decided is not None and s.decided.at is not None and s.decided.at > week_ago]
         for sug in published:
             verdict, _, _ = self._judge(sug)
             row.auto_published += 1
@@ -457,7 +450,7 @@ class Replay:
             if verdict == "approve":
                 row.auto_correct += 1
             else:
-                self.svc.policy.undo(UndoSuggestion(suggestion_id=sug.id, actor=ADMIN))
+                self._execute(UndoSuggestion(suggestion_id=sug.id, actor=ADMIN))
                 row.undone += 1
 
     def run(self, *, start: datetime | None = None) -> ReplayResult:

@@ -13,8 +13,9 @@ from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
 from core.index import Hit, PhrasingIndex
 from core.models import Suggestion
+from core.status import OPEN_SUGGESTION_STATUSES
 
-OVERLAYABLE = ("pending", "deferred")
+OVERLAYABLE = OPEN_SUGGESTION_STATUSES
 MAX_OVERLAID = 20
 
 

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from core.answering import AnswerResult, answer_question
-from core.bots import bot_settings
 from core.cycle import Cycle
 from core.db import make_engine, migrate
 from core.embeddings import Embedder
 from core.generation import Generator
 from core.index import ChromaIndex, PhrasingIndex
 from core.kb import IndexSync
-from core.models import Bot
 from core.policy.service import Policy
-from core.sandbox import SandboxAnswer, sandbox_answer
+from core.review import BotRef, Review
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,16 +30,13 @@ class Services:
     index_sync: IndexSync
     policy: Policy
     cycle: Cycle
+    # The one entry point of every review channel (core.review).
+    review: Review
 
-    def answer(self, *, bot: Bot, question: str) -> AnswerResult:
+    def answer(self, *, bot: BotRef, question: str) -> AnswerResult:
         return answer_question(engine=self.engine, index=self.index, embedder=self.embedder,
                                bot_id=bot.id, question=question,
-                               threshold=bot_settings(bot).answer_threshold)
-
-    def sandbox(self, *, bot: Bot, question: str, suggestion_ids: list[str]) -> SandboxAnswer:
-        return sandbox_answer(engine=self.engine, index=self.index, embedder=self.embedder,
-                              bot_id=bot.id, question=question, suggestion_ids=suggestion_ids,
-                              threshold=bot_settings(bot).answer_threshold)
+                               threshold=bot.settings.answer_threshold)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -113,6 +108,8 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
             ChromaIndex(path=settings.chroma_path, model_id=embedder.model_id)
     index_sync = IndexSync(engine=engine, index=index, embedder=embedder)
     policy = Policy(engine=engine, index_sync=index_sync)
+    cycle = Cycle(engine=engine, embedder=embedder, index=index,
+                  generator=generator or build_generator(settings, embedder), policy=policy)
     return Services(
         settings=settings,
         engine=engine,
@@ -120,6 +117,7 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
         index=index,
         index_sync=index_sync,
         policy=policy,
-        cycle=Cycle(engine=engine, embedder=embedder, index=index,
-                    generator=generator or build_generator(settings, embedder), policy=policy),
+        cycle=cycle,
+        review=Review(engine=engine, policy=policy, cycle=cycle, index_sync=index_sync,
+                      index=index, embedder=embedder),
     )

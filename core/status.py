@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
-
-from core.models import as_utc
 
 
 class SuggestionStatus(StrEnum):
@@ -92,5 +90,5 @@ def urgency_key(s: Ranked) -> tuple[int, float, int, datetime, str, str]:
     most urgent level, then the highest score; on a tie the surest first (the quickest
     decision), then the one waiting longest, then by question so the order never depends on
     random ids."""
-    return (priority_rank(s.priority), -s.score, -s.confidence, as_utc(s.created_at),
-            s.question, s.id)
+    created = s.created_at if s.created_at.tzinfo else s.created_at.replace(tzinfo=UTC)
+    return (priority_rank(s.priority), -s.score, -s.confidence, created, s.question, s.id)

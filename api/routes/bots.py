@@ -6,38 +6,30 @@ from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
 
 from api.deps import AdminDep, BotDep, CallerDep, ServicesDep
 from api.schemas import BotCreate, BotList, BotOut, KeyCreate, KeyOut
-from core.bots import bot_settings, create_bot, issue_key, revoke_key
-from core.db import session_scope
-from core.models import Bot
 from core.policy.commands import UpdateSettings
+from core.review import BotRef
 
 router = APIRouter(prefix="/api/v1", tags=["bots"])
 
 
-def bot_out(bot: Bot) -> BotOut:
-    return BotOut(slug=bot.slug, name=bot.name, settings=bot_settings(bot).model_dump(mode="json"))
+def bot_out(bot: BotRef) -> BotOut:
+    return BotOut(slug=bot.slug, name=bot.name, settings=bot.settings.model_dump(mode="json"))
 
 
 @router.post("/bots", status_code=status.HTTP_201_CREATED, response_model=BotOut)
 def create(body: BotCreate, svc: ServicesDep, _: AdminDep) -> BotOut:
     """Create a bot (tenant). Admin key only; 409 if the slug exists."""
-    with session_scope(svc.engine) as session:
-        bot = create_bot(session, slug=body.slug, name=body.name)
-    return bot_out(bot)
+    return bot_out(svc.review.create_bot(slug=body.slug, name=body.name))
 
 
 @router.get("/bots", response_model=BotList)
 def list_bots(svc: ServicesDep, who: CallerDep) -> BotList:
     """The bots this key may see: all for the admin key, its own for a bot key."""
-    with Session(svc.engine) as session:
-        stmt = select(Bot).order_by(col(Bot.created_at))
-        if not who.is_admin:
-            stmt = stmt.where(Bot.id == who.bot_id)
-        return BotList(items=[bot_out(b) for b in session.exec(stmt)])
+    return BotList(items=[bot_out(b) for b in svc.review.bots(
+        only=None if who.is_admin else who.bot_id)])
 
 
 @router.get("/bots/{slug}", response_model=BotOut)
@@ -48,22 +40,20 @@ def get(bot: BotDep) -> BotOut:
 @router.post("/bots/{slug}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyOut)
 def create_key(body: KeyCreate, bot: BotDep, svc: ServicesDep, _: AdminDep) -> KeyOut:
     """Issue a key that works only on this bot's routes. The key is shown once."""
-    with session_scope(svc.engine) as session:
-        row, key = issue_key(session, bot_id=bot.id, name=body.name)
-    return KeyOut(id=row.id, name=row.name, key=key)
+    key_id, name, key = svc.review.issue_key(bot, name=body.name)
+    return KeyOut(id=key_id, name=name, key=key)
 
 
 @router.delete("/bots/{slug}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_key(key_id: str, bot: BotDep, svc: ServicesDep, _: AdminDep) -> Response:
     """Revoke a key: it gets 401 from then on."""
-    with session_scope(svc.engine) as session:
-        revoke_key(session, bot_id=bot.id, key_id=key_id)
+    svc.review.revoke_key(bot, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/bots/{slug}/settings")
 def get_settings(bot: BotDep) -> dict[str, Any]:
-    return bot_settings(bot).model_dump(mode="json")
+    return bot.settings.model_dump(mode="json")
 
 
 @router.patch("/bots/{slug}/settings")
@@ -73,8 +63,9 @@ def patch_settings(bot: BotDep, svc: ServicesDep, who: CallerDep,
                    ) -> dict[str, Any]:
     """Change some settings; unknown keys or bad values → 422 naming the field. Audited."""
     try:
-        return svc.policy.update_settings(UpdateSettings(bot_id=bot.id, patch=patch,
-                                                         actor=who.actor()))
+        done = svc.review.execute(UpdateSettings(bot_id=bot.id, patch=patch,
+                                                 actor=who.actor()), bot=bot)
+        return done.settings or {}
     except ValidationError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -6,8 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import BotDep, ServicesDep
 from api.schemas import IngestOut
-from core.conversations import ConversationBatch, store_conversations
-from core.db import session_scope
+from core.conversations import ConversationBatch, ingest_batch
 
 router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["conversations"])
 
@@ -16,7 +15,6 @@ router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["conversations"])
 def ingest(body: ConversationBatch, bot: BotDep, svc: ServicesDep) -> IngestOut:
     """Store a batch of transcripts. The whole batch is validated first (422 names the index
     and field of the first problem, and nothing is written); re-sending an id replaces it."""
-    with session_scope(svc.engine) as session:
-        accepted, updated = store_conversations(session, bot_id=bot.id,
-                                                conversations=body.conversations)
+    accepted, updated = ingest_batch(svc.engine, bot_id=bot.id,
+                                     conversations=body.conversations)
     return IngestOut(accepted=accepted, updated=updated)

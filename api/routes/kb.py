@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlmodel import Session
 
 from api.deps import BotDep, CallerDep, ServicesDep
 from api.schemas import (
@@ -19,76 +18,75 @@ from api.schemas import (
     VersionList,
     VersionOut,
 )
-from core.kb import entry_public, get_entry, list_entries, list_versions
 from core.policy.commands import CreateEntry, RevertEntry, SetEntryActive, UpdateEntry
+from core.review import EntryView, Outcome
 
 router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["knowledge base"])
+
+
+def entry_out(entry: EntryView | None) -> EntryOut:
+    assert entry is not None
+    return EntryOut.model_validate(entry, from_attributes=True)
+
+
+def changed(done: Outcome) -> EntryOut:
+    return entry_out(done.entry)
 
 
 @router.post("/kb/entries", status_code=status.HTTP_201_CREATED, response_model=EntryOut)
 def create_entry(body: EntryCreate, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
     """Add an entry. It is served by `answer` as soon as this call returns."""
-    out = svc.policy.create_entry(CreateEntry(
+    return changed(svc.review.execute(CreateEntry(
         bot_id=bot.id, question=body.question, answer=body.answer, variants=body.variants,
-        category=body.category, actor=who.actor()))
-    return EntryOut(**out)
+        category=body.category, actor=who.actor()), bot=bot))
 
 
 @router.get("/kb/entries", response_model=EntryList)
 def entries(bot: BotDep, svc: ServicesDep) -> EntryList:
-    with Session(svc.engine) as session:
-        return EntryList(items=[EntryOut(**entry_public(e))
-                                for e in list_entries(session, bot_id=bot.id)])
+    return EntryList(items=[entry_out(e) for e in svc.review.entries(bot)])
 
 
 @router.get("/kb/entries/{entry_id}", response_model=EntryOut)
 def entry(entry_id: str, bot: BotDep, svc: ServicesDep) -> EntryOut:
-    with Session(svc.engine) as session:
-        return EntryOut(**entry_public(get_entry(session, bot_id=bot.id, entry_id=entry_id)))
+    return entry_out(svc.review.entry(entry_id, bot=bot))
 
 
 @router.patch("/kb/entries/{entry_id}", response_model=EntryOut)
 def update_entry(entry_id: str, body: EntryUpdate, bot: BotDep, svc: ServicesDep,
                  who: CallerDep) -> EntryOut:
     """Edit an entry: writes a new version (the old one stays for revert)."""
-    out = svc.policy.update_entry(UpdateEntry(
+    return changed(svc.review.execute(UpdateEntry(
         bot_id=bot.id, entry_id=entry_id, actor=who.actor(), question=body.question,
-        answer=body.answer, variants=body.variants, category=body.category, reason=body.reason))
-    return EntryOut(**out)
+        answer=body.answer, variants=body.variants, category=body.category, reason=body.reason),
+        bot=bot))
 
 
 @router.get("/kb/entries/{entry_id}/versions", response_model=VersionList)
 def versions(entry_id: str, bot: BotDep, svc: ServicesDep) -> VersionList:
-    with Session(svc.engine) as session:
-        get_entry(session, bot_id=bot.id, entry_id=entry_id)
-        return VersionList(items=[
-            VersionOut(version=v.version, question=v.question, answer=v.answer,
-                       variants=list(v.variants), category=v.category, active=v.active,
-                       changed_by=v.changed_by, changed_at=v.changed_at, reason=v.reason,
-                       suggestion_id=v.suggestion_id)
-            for v in list_versions(session, entry_id=entry_id)
-        ])
+    history = svc.review.history(entry_id, bot=bot, audit_limit=1)
+    return VersionList(items=[VersionOut.model_validate(v, from_attributes=True)
+                              for v in history.versions])
 
 
 @router.post("/kb/entries/{entry_id}/revert", response_model=EntryOut)
 def revert(entry_id: str, body: RevertIn, bot: BotDep, svc: ServicesDep,
            who: CallerDep) -> EntryOut:
     """Make version n current again, as a new version."""
-    return EntryOut(**svc.policy.revert_entry(RevertEntry(
-        bot_id=bot.id, entry_id=entry_id, version=body.version, actor=who.actor())))
+    return changed(svc.review.execute(RevertEntry(
+        bot_id=bot.id, entry_id=entry_id, version=body.version, actor=who.actor()), bot=bot))
 
 
 @router.post("/kb/entries/{entry_id}/deactivate", response_model=EntryOut)
 def deactivate(entry_id: str, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
     """Instant rollback: the entry is no longer served."""
-    return EntryOut(**svc.policy.set_entry_active(SetEntryActive(
-        bot_id=bot.id, entry_id=entry_id, active=False, actor=who.actor())))
+    return changed(svc.review.execute(SetEntryActive(
+        bot_id=bot.id, entry_id=entry_id, active=False, actor=who.actor()), bot=bot))
 
 
 @router.post("/kb/entries/{entry_id}/reactivate", response_model=EntryOut)
 def reactivate(entry_id: str, bot: BotDep, svc: ServicesDep, who: CallerDep) -> EntryOut:
-    return EntryOut(**svc.policy.set_entry_active(SetEntryActive(
-        bot_id=bot.id, entry_id=entry_id, active=True, actor=who.actor())))
+    return changed(svc.review.execute(SetEntryActive(
+        bot_id=bot.id, entry_id=entry_id, active=True, actor=who.actor()), bot=bot))
 
 
 @router.post("/answer", response_model=AnswerOut, tags=["answering"])
@@ -103,7 +101,7 @@ def answer(body: AnswerIn, bot: BotDep, svc: ServicesDep) -> AnswerOut:
 def sandbox(body: SandboxIn, bot: BotDep, svc: ServicesDep) -> SandboxOut:
     """How the bot would answer with the given pending suggestions approved, next to what it
     answers today. Nothing is published."""
-    got = svc.sandbox(bot=bot, question=body.question, suggestion_ids=body.suggestion_ids)
+    got = svc.review.sandbox(bot, question=body.question, suggestion_ids=body.suggestion_ids)
     return SandboxOut(answer=got.answer, entry_id=got.entry_id, suggestion_id=got.suggestion_id,
                       confidence=got.confidence, escalate=got.escalate,
                       live=AnswerOut(answer=got.live.answer, entry_id=got.live.entry_id,

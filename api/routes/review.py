@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlmodel import Session, col, select
 
-from api.deps import BotDep, CallerDep, ServicesDep
+from api.deps import BotDep, CallerDep, ServicesDep, SuggestionBotDep
 from api.schemas import (
     ActorIn,
     AuditList,
@@ -27,17 +27,14 @@ from api.schemas import (
     MetricsOut,
     NotificationList,
     NotificationOut,
+    StatsOut,
     SuggestionList,
     SuggestionOut,
     SuggestionPatch,
-    SuggestionStatus,
     WatchList,
     WatchOut,
 )
-from core.bots import bot_settings
-from core.metrics import THIN_DATA_CONVERSATIONS, Bucket, activated_at, compute_metrics
-from core.models import AuditEvent, EntryWatch, IndexOutbox, Notification, Suggestion
-from core.pipeline.priorities import PRIORITY_ORDER
+from core.metrics import Bucket
 from core.policy.commands import (
     Approve,
     Defer,
@@ -48,17 +45,25 @@ from core.policy.commands import (
     SetPaused,
     UndoSuggestion,
 )
+from core.review import AnnouncementView, Period, SuggestionView
+from core.status import SuggestionStatus, WatchStatus
 
 router = APIRouter(prefix="/api/v1", tags=["review"])
 
 
-def suggestion_out(s: Suggestion) -> SuggestionOut:
+def suggestion_out(v: SuggestionView) -> SuggestionOut:
     return SuggestionOut(
-        id=s.id, kind=s.kind, priority=s.priority, confidence=s.confidence, question=s.question,
-        answer=s.answer, variants=list(s.variants), entry_id=s.entry_id, category=s.category,
-        warning=s.warning, evidence=dict(s.evidence), status=s.status, created_at=s.created_at,
-        decided_by=s.decided_by, decided_at=s.decided_at, decided_channel=s.decided_channel,
-        defer_until=s.defer_until, category_source=s.category_source,
+        id=v.id, kind=v.kind, priority=v.priority, confidence=v.confidence, question=v.question,
+        answer=v.answer, variants=v.variants, entry_id=v.entry_id, category=v.category,
+        warning=v.warning, evidence=v.evidence, status=v.status, created_at=v.created_at,
+        decided_by=v.decided.by if v.decided else None,
+        decided_at=v.decided.at if v.decided else None,
+        decided_channel=v.decided.channel if v.decided else None,
+        defer_until=v.defer_until, category_source=v.category_source,
+        reason=v.reason, samples=v.samples, replay=v.replay, autonomy=v.autonomy,
+        entry_question=v.entry_question, low_confidence=v.low_confidence,
+        needs_answer=v.needs_answer, status_words=v.status_words,
+        withdrawn_because=v.withdrawn_because,
     )
 
 
@@ -70,50 +75,38 @@ def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> Cyc
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
             "loc": ["body", "reembed"], "type": "value_error",
             "msg": "reembed only applies to a full re-analysis: set full to true"}])
-    result = svc.cycle.run(bot_id=bot.id, as_of=body.as_of if body else None,
-                           full=body.full if body else False,
-                           reembed=body.reembed if body else False)
+    result = svc.review.run_cycle(bot, as_of=body.as_of if body else None,
+                                  full=body.full if body else False,
+                                  reembed=body.reembed if body else False)
     return CycleOut(**result.public())
 
 
 @router.get("/bots/{slug}/suggestions", response_model=SuggestionList)
 def suggestions(bot: BotDep, svc: ServicesDep,
                 status_: Annotated[SuggestionStatus | None, Query(alias="status")] = None,
+                limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
                 ) -> SuggestionList:
-    """Suggestions, highest priority first (then by score, then newest)."""
-    with Session(svc.engine) as session:
-        stmt = select(Suggestion).where(Suggestion.bot_id == bot.id)
-        if status_ is not None:
-            stmt = stmt.where(Suggestion.status == status_.value)
-        rows = list(session.exec(stmt))
-    rows.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score,
-                             -s.created_at.timestamp()))
-    return SuggestionList(items=[suggestion_out(s) for s in rows])
-
-
-def _suggestion_for(svc: ServicesDep, who: CallerDep, suggestion_id: str) -> Suggestion:
-    with Session(svc.engine) as session:
-        sug = session.get(Suggestion, suggestion_id)
-    if sug is None or (not who.is_admin and sug.bot_id != who.bot_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"suggestion {suggestion_id!r} not found")
-    return sug
+    """Suggestions in the review queue's order: most urgent level first, then the highest
+    score; on a tie the surest, then the one waiting longest."""
+    return SuggestionList(items=[suggestion_out(v) for v in svc.review.queue(
+        bot, status=status_, limit=limit)])
 
 
 @router.get("/suggestions/{suggestion_id}", response_model=SuggestionOut)
-def suggestion(suggestion_id: str, svc: ServicesDep, who: CallerDep) -> SuggestionOut:
-    return suggestion_out(_suggestion_for(svc, who, suggestion_id))
+def suggestion(suggestion_id: str, svc: ServicesDep, bot: SuggestionBotDep) -> SuggestionOut:
+    return suggestion_out(svc.review.card(suggestion_id, bot=bot))
 
 
 @router.post("/suggestions/{suggestion_id}/decision", response_model=DecisionOut)
-def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep,
-           who: CallerDep) -> DecisionOut:
+def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep, who: CallerDep,
+           bot: SuggestionBotDep) -> DecisionOut:
     """Approve, edit-and-approve, reject or defer. 409 if someone already decided it
     (a deferred suggestion can be decided again)."""
-    _suggestion_for(svc, who, suggestion_id)
     actor = who.actor(body.actor)
     match body.action:
         case DecisionAction.approve:
-            cmd = Approve(suggestion_id=suggestion_id, actor=actor)
+            cmd: Approve | EditAndApprove | Reject | Defer = Approve(
+                suggestion_id=suggestion_id, actor=actor)
         case DecisionAction.edit:
             if body.answer is None and body.variants is None:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
@@ -126,30 +119,34 @@ def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep,
                          reason=body.reason or RejectReason.other, comment=body.comment)
         case DecisionAction.defer:
             cmd = Defer(suggestion_id=suggestion_id, actor=actor, until=body.until)
-    result = svc.policy.decide(cmd)
-    return DecisionOut(status=result.status, entry_id=result.entry_id,
-                       entry_version=result.entry_version)
+    done = svc.review.execute(cmd, bot=bot)
+    published = done.status == SuggestionStatus.approved and done.entry is not None
+    return DecisionOut(status=str(done.status), entry_id=done.entry.id if published and done.entry
+                       else None,
+                       entry_version=done.entry.version if published and done.entry else None)
 
 
 @router.patch("/suggestions/{suggestion_id}", response_model=SuggestionOut)
 def correct_suggestion(suggestion_id: str, body: SuggestionPatch, svc: ServicesDep,
-                       who: CallerDep) -> SuggestionOut:
+                       who: CallerDep, bot: SuggestionBotDep) -> SuggestionOut:
     """Correct a suggestion's category; the cycle keeps it and the classifier learns from
     it. Moving it into a category excluded from auto-training withdraws it."""
-    _suggestion_for(svc, who, suggestion_id)
-    return suggestion_out(svc.policy.set_category(SetCategory(
-        suggestion_id=suggestion_id, category=body.category, actor=who.actor(body.actor))))
+    done = svc.review.execute(SetCategory(suggestion_id=suggestion_id, category=body.category,
+                                          actor=who.actor(body.actor)), bot=bot)
+    assert done.suggestion is not None
+    return suggestion_out(done.suggestion)
 
 
 @router.post("/suggestions/{suggestion_id}/undo")
-def undo(suggestion_id: str, svc: ServicesDep, who: CallerDep,
+def undo(suggestion_id: str, svc: ServicesDep, who: CallerDep, bot: SuggestionBotDep,
          body: ActorIn | None = None) -> dict[str, Any]:
     """Take back a published (approved or auto-published) suggestion: its entry returns to
     the version before, or is switched off if the suggestion created it. 409 if the entry
     changed since."""
-    _suggestion_for(svc, who, suggestion_id)
-    return svc.policy.undo(UndoSuggestion(suggestion_id=suggestion_id,
-                                          actor=who.actor(body.actor if body else None)))
+    done = svc.review.execute(UndoSuggestion(
+        suggestion_id=suggestion_id, actor=who.actor(body.actor if body else None)), bot=bot)
+    assert done.entry is not None
+    return {**done.entry.public(), "entry_action": done.entry_action}
 
 
 @router.post("/bots/{slug}/pause")
@@ -157,62 +154,50 @@ def pause(bot: BotDep, svc: ServicesDep, who: CallerDep,
           body: ActorIn | None = None) -> dict[str, Any]:
     """Pause auto-training (settings.enabled = false): no analysis, no new suggestions,
     nothing auto-published until resumed. 409 if already paused."""
-    return svc.policy.set_paused(SetPaused(bot_id=bot.id, paused=True,
-                                           actor=who.actor(body.actor if body else None)))
+    done = svc.review.execute(SetPaused(bot_id=bot.id, paused=True,
+                                        actor=who.actor(body.actor if body else None)), bot=bot)
+    return done.settings or {}
 
 
 @router.post("/bots/{slug}/resume")
 def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
            body: ActorIn | None = None) -> dict[str, Any]:
     """Resume auto-training. 409 if it is not paused."""
-    return svc.policy.set_paused(SetPaused(bot_id=bot.id, paused=False,
-                                           actor=who.actor(body.actor if body else None)))
+    done = svc.review.execute(SetPaused(bot_id=bot.id, paused=False,
+                                        actor=who.actor(body.actor if body else None)), bot=bot)
+    return done.settings or {}
 
 
 @router.get("/bots/{slug}/categories", response_model=CategoryList)
-def categories(bot: BotDep) -> CategoryList:
+def categories(bot: BotDep, svc: ServicesDep) -> CategoryList:
     """The built-in and custom categories, and what each is excluded from."""
-    settings = bot_settings(bot)
-    cats = settings.categories()
-    return CategoryList(items=[CategoryOut(
-        name=c.name, description=c.description, keywords=list(c.keywords), builtin=c.builtin,
-        excluded_from_auto_publish=c.name in settings.excluded_categories,
-        excluded_from_training=c.name in settings.training_excluded_categories) for c in cats])
+    return CategoryList(items=[CategoryOut(**asdict(c)) for c in svc.review.categories(bot)])
+
+
+def notification_out(n: AnnouncementView) -> NotificationOut:
+    return NotificationOut(id=n.id, kind=n.kind, text=n.text, suggestion_id=n.suggestion_id,
+                           entry_id=n.entry_id, payload=n.payload, created_at=n.created_at,
+                           delivered_at=min(n.delivered.values()) if n.delivered else None,
+                           delivered_to=n.delivered)
 
 
 @router.get("/bots/{slug}/notifications", response_model=NotificationList)
 def notifications(bot: BotDep, svc: ServicesDep, undelivered: bool = False,
+                  channel: Annotated[str | None, Query(pattern="^(slack|email)$")] = None,
                   limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> NotificationList:
     """What the reviewers were told (auto-published changes, rollbacks, deferred suggestions
-    back in the queue, pauses), newest first."""
-    with Session(svc.engine) as session:
-        stmt = select(Notification).where(Notification.bot_id == bot.id)
-        if undelivered:
-            stmt = stmt.where(col(Notification.delivered_at).is_(None))
-        rows = list(session.exec(stmt.order_by(col(Notification.created_at).desc(),
-                                               col(Notification.id).desc()).limit(limit)))
-    return NotificationList(items=[NotificationOut.model_validate(r, from_attributes=True)
-                                   for r in rows])
+    back in the queue, pauses), newest first. Each channel delivers each announcement once;
+    `undelivered` keeps those not yet delivered on `channel` (without one: on no channel)."""
+    return NotificationList(items=[notification_out(n) for n in svc.review.announcements(
+        bot, undelivered=undelivered, channel=channel, limit=limit)])
 
 
 @router.get("/bots/{slug}/watches", response_model=WatchList)
 def watches(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
-            status_: Annotated[str | None, Query(alias="status")] = None) -> WatchList:
+            status_: Annotated[WatchStatus | None, Query(alias="status")] = None) -> WatchList:
     """Published changes under watch and what the watch concluded, newest first."""
-    with Session(svc.engine) as session:
-        stmt = select(EntryWatch).where(EntryWatch.bot_id == bot.id)
-        if entry_id:
-            stmt = stmt.where(EntryWatch.entry_id == entry_id)
-        if status_:
-            stmt = stmt.where(EntryWatch.status == status_)
-        rows = list(session.exec(stmt.order_by(col(EntryWatch.started_at).desc())))
-    return WatchList(items=[WatchOut(
-        id=w.id, entry_id=w.entry_id, suggestion_id=w.suggestion_id,
-        from_version=w.from_version, to_version=w.to_version, auto=w.auto,
-        started_at=w.started_at, ends_at=w.ends_at, status=w.status,
-        baseline={"answered": w.baseline_answered, "satisfied": w.baseline_satisfied,
-                  "negative": w.baseline_negative},
-        checked_at=w.checked_at, result=w.result) for w in rows])
+    return WatchList(items=[WatchOut(**asdict(w)) for w in svc.review.watches(
+        bot, entry_id=entry_id, status=status_)])
 
 
 @router.get("/bots/{slug}/audit", response_model=AuditList,
@@ -226,19 +211,8 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000) -> AuditList | Response:
     """Every change, newest first, per bot, entry, suggestion or action; `format=csv`
     exports it."""
-    with Session(svc.engine) as session:
-        stmt = select(AuditEvent).where(AuditEvent.bot_id == bot.id)
-        if entry_id:
-            stmt = stmt.where(AuditEvent.entry_id == entry_id)
-        if suggestion_id:
-            stmt = stmt.where(AuditEvent.suggestion_id == suggestion_id)
-        if action:
-            stmt = stmt.where(AuditEvent.action == action)
-        rows = list(session.exec(stmt.order_by(col(AuditEvent.at).desc(),
-                                               col(AuditEvent.id).desc()).limit(limit)))
-    items = [AuditOut(at=r.at, actor=r.actor, channel=r.channel, action=r.action,
-                      entry_id=r.entry_id, suggestion_id=r.suggestion_id, before=r.before,
-                      after=r.after) for r in rows]
+    items = [AuditOut(**asdict(r)) for r in svc.review.audit(
+        bot, entry_id=entry_id, suggestion_id=suggestion_id, action=action, limit=limit)]
     if format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -259,19 +233,21 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
 
 @router.get("/bots/{slug}/metrics", response_model=MetricsOut)
 def metrics(bot: BotDep, svc: ServicesDep, bucket: Bucket = Bucket.week) -> MetricsOut:
-    buckets = compute_metrics(svc.engine, bot_id=bot.id, bucket=bucket)
-    total = sum(b["conversations"] for b in buckets)
-    return MetricsOut(buckets=[MetricsBucket(**b) for b in buckets],
-                      activated_at=activated_at(svc.engine, bot_id=bot.id),
-                      thin_data=total < THIN_DATA_CONVERSATIONS)
+    got = svc.review.metrics(bot, bucket=bucket)
+    return MetricsOut(buckets=[MetricsBucket(**b) for b in got["buckets"]],
+                      activated_at=got["activated_at"], thin_data=got["thin_data"])
+
+
+@router.get("/bots/{slug}/stats", response_model=StatsOut)
+def stats(bot: BotDep, svc: ServicesDep, period: Period = Period.week) -> StatsOut:
+    """This period (the last day, 7 or 30 days) against the one before: resolution,
+    escalations, CSAT, negative feedback, suggestions decided and auto-published — the
+    figures `/autotrain stats` and the digest show."""
+    return StatsOut.model_validate(asdict(svc.review.stats(bot, period)))
 
 
 @router.get("/bots/{slug}/index", response_model=IndexStatus, tags=["operations"])
 def index_status(bot: BotDep, svc: ServicesDep) -> IndexStatus:
     """Drift between SQL (the truth) and the vector index; fix with `autotrain reindex`."""
-    report = svc.index_sync.reconcile(bot_id=bot.id)
-    with Session(svc.engine) as session:
-        pending = len(session.exec(select(IndexOutbox.id).where(
-            IndexOutbox.bot_id == bot.id, col(IndexOutbox.processed_at).is_(None))).all())
-    return IndexStatus(pending_outbox=pending, **{k: v for k, v in report.items()
-                                                  if k in IndexStatus.model_fields})
+    report = svc.review.index_health(bot)
+    return IndexStatus(**{k: v for k, v in report.items() if k in IndexStatus.model_fields})

@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import select
 
 from core.bots import create_bot
 from core.conversations import ConversationIn, store_conversations
 from core.db import session_scope
 from core.demo import load_demo_conversations, load_demo_kb
-from core.models import Bot, Suggestion
-from core.pipeline.priorities import PRIORITY_ORDER
+from core.models import Bot
 from core.policy.commands import Actor, Channel, CreateEntry
+from core.review import SuggestionView
 from core.services import Services
 
 DEMO_SLUG = "voltcart"
@@ -28,7 +28,7 @@ class DemoSummary:
     conversations: int
     already_loaded: bool
     cycle: dict[str, Any]
-    suggestions: list[Suggestion] = field(default_factory=list)
+    suggestions: list[SuggestionView] = field(default_factory=list)
     digest_path: str | None = None
 
     def report(self, *, base_url: str) -> str:
@@ -41,10 +41,9 @@ class DemoSummary:
             f"What it found ({len(self.suggestions)} pending suggestions, most urgent first):",
         ]
         for s in self.suggestions[:15]:
-            reason = (s.evidence or {}).get("reason", "")
             lines.append(
                 f"  [{s.priority:8}] {s.kind:14} conf {s.confidence:3}  "
-                f"{s.question[:60]!r}  — {reason}"
+                f"{s.question[:60]!r}  — {s.reason}"
             )
         lines += [
             "",
@@ -87,13 +86,5 @@ def load_demo(svc: Services, *, now: datetime) -> DemoSummary:
         with session_scope(svc.engine) as session:
             store_conversations(session, bot_id=bot.id, conversations=parsed)
     result = svc.cycle.run(bot_id=bot.id, as_of=now)
-    with Session(svc.engine) as session:
-        pending = list(
-            session.exec(
-                select(Suggestion).where(
-                    Suggestion.bot_id == bot.id, col(Suggestion.status) == "pending"
-                )
-            )
-        )
-    pending.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score))
+    pending = svc.review.queue(svc.review.bot(DEMO_SLUG))
     return DemoSummary(DEMO_SLUG, len(kb), len(conversations), already, result.public(), pending)

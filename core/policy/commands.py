@@ -63,6 +63,16 @@ class RevertEntry:
 
 
 @dataclass(frozen=True)
+class RollbackEntry:
+    """Take back an entry's latest change (`/autotrain rollback`): back to the version before
+    it, or switched off when the entry has no earlier version."""
+
+    bot_id: str
+    entry_id: str
+    actor: Actor
+
+
+@dataclass(frozen=True)
 class SetEntryActive:
     """Deactivate (instant rollback) or reactivate an entry."""
 

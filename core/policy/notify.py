@@ -6,10 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from core.models import Notification, utcnow
+from core.models import Notification, NotificationDelivery, utcnow
 
 
 class NotificationKind(StrEnum):
@@ -29,15 +29,38 @@ def announce(session: Session, *, bot_id: str, kind: NotificationKind, text: str
                              payload=payload or {}, created_at=at or utcnow()))
 
 
-def undelivered(session: Session, *, bot_id: str, limit: int = 100) -> list[Notification]:
-    """Announcements no channel has delivered yet, oldest first."""
+def undelivered(session: Session, *, bot_id: str, channel: str,
+                limit: int = 100) -> list[Notification]:
+    """Announcements `channel` has not delivered yet, oldest first."""
+    done = select(NotificationDelivery.notification_id).where(
+        NotificationDelivery.notification_id == Notification.id,
+        NotificationDelivery.channel == channel)
     return list(session.exec(select(Notification).where(
-        Notification.bot_id == bot_id, col(Notification.delivered_at).is_(None))
+        Notification.bot_id == bot_id, ~done.exists())
         .order_by(col(Notification.id)).limit(limit)))
 
 
-def mark_delivered(session: Session, *, ids: list[int], at: datetime | None = None) -> None:
-    if ids:
-        session.execute(update(Notification).where(col(Notification.id).in_(ids))
-                        .values(delivered_at=at or utcnow())
-                        .execution_options(synchronize_session=False))
+def mark_delivered(session: Session, *, ids: list[int], channel: str,
+                   at: datetime | None = None) -> None:
+    """Record that `channel` delivered these announcements; one already recorded stays as it
+    was (a job delivering twice, two workers at once)."""
+    if not ids:
+        return
+    rows = [{"notification_id": i, "channel": channel, "delivered_at": at or utcnow()}
+            for i in sorted(set(ids))]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(NotificationDelivery).values(rows).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(NotificationDelivery).values(rows)
+                        .on_conflict_do_nothing())
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        known = set(session.exec(select(NotificationDelivery.notification_id).where(
+            col(NotificationDelivery.notification_id).in_(ids),
+            NotificationDelivery.channel == channel)).all())
+        session.execute(insert(NotificationDelivery),
+                        [r for r in rows if r["notification_id"] not in known])

@@ -24,8 +24,8 @@ from core.models import (
     as_utc,
     utcnow,
 )
-from core.pipeline.priorities import PRIORITY_ORDER
 from core.pipeline.proposals import PLACEHOLDER_ANSWERS
+from core.policy import queue
 from core.policy.autonomy import auto_publish_verdict
 from core.policy.commands import (
     Actor,
@@ -37,6 +37,7 @@ from core.policy.commands import (
     EditAndApprove,
     Reject,
     RevertEntry,
+    RollbackEntry,
     SetCategory,
     SetEntryActive,
     SetPaused,
@@ -53,13 +54,22 @@ from core.policy.watch import (
     evaluate,
     start_watch,
 )
+from core.status import (
+    OPEN_SUGGESTION_STATUSES,
+    PUBLISHED_SUGGESTION_STATUSES,
+    GapStatus,
+    Priority,
+    SuggestionKind,
+    SuggestionStatus,
+    WatchStatus,
+    urgency_key,
+)
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = ("pending", "deferred")
 DEFAULT_DEFER = timedelta(days=7)
 AUTO = Actor(name=AUTO_ACTOR, channel=Channel.auto)
-STATUS_WORDS = {"auto_published": "published automatically"}
+STATUS_WORDS = {SuggestionStatus.auto_published: "published automatically"}
 WATCH = Actor(name=f"{AUTO_ACTOR} watch", channel=Channel.auto)
 
 
@@ -99,10 +109,12 @@ class Policy:
         self.engine = engine
         self.index_sync = index_sync
 
-    def _after_commit(self) -> None:
+    def _after_commit(self, *bot_ids: str) -> None:
         # Make the change visible to `answer` before the call returns; if the index is down
-        # the outbox keeps the change and the background relay retries.
-        self.index_sync.relay()
+        # the outbox keeps the change and the background relay retries. Only the bots this
+        # command changed: another bot's backlog is the background relay's work.
+        for bot_id in dict.fromkeys(bot_ids):
+            self.index_sync.relay(bot_id=bot_id)
 
     # -- knowledge base -----------------------------------------------------------------
 
@@ -122,7 +134,7 @@ class Policy:
                 audit(session, bot_id=cmd.bot_id, actor=cmd.actor, action="entry.created",
                       entry_id=entry.id, after=after)
                 created.append(after)
-        self._after_commit()
+        self._after_commit(*(cmd.bot_id for cmd in cmds))
         return created
 
     def _write_version(self, session: Session, *, entry: KBEntry, actor: Actor, action: str,
@@ -150,7 +162,7 @@ class Policy:
                 start_watch(session, bot_id=entry.bot_id, entry_id=entry.id, from_version=was,
                             to_version=entry.version, suggestion_id=None, auto=False, at=now,
                             settings=self._settings(session, entry.bot_id))
-        self._after_commit()
+        self._after_commit(cmd.bot_id)
         return after
 
     def revert_entry(self, cmd: RevertEntry) -> dict[str, Any]:
@@ -166,7 +178,25 @@ class Policy:
                 answer=target.answer, variants=list(target.variants),
                 category=target.category or "", active=target.active)
             end_watches(session, entry_id=entry.id, at=utcnow())
-        self._after_commit()
+        self._after_commit(cmd.bot_id)
+        return after
+
+    def rollback_entry(self, cmd: RollbackEntry) -> dict[str, Any]:
+        """Back to the version before the latest one (switched off if there is none)."""
+        with session_scope(self.engine) as session:
+            entry = get_entry(session, bot_id=cmd.bot_id, entry_id=cmd.entry_id)
+            if entry.version == 1 and not entry.active:
+                raise Conflict(f"entry {entry.id!r} has no earlier version and is already off")
+            before = entry_public(entry)
+            action = _roll_back(session, entry=entry, actor=cmd.actor,
+                                reason=f"rolled back from version {entry.version}",
+                                to_version=entry.version - 1 if entry.version > 1 else None,
+                                suggestion_id=None)
+            end_watches(session, entry_id=entry.id, at=utcnow())
+            after = {**entry_public(entry), "entry_action": action}
+            audit(session, bot_id=entry.bot_id, actor=cmd.actor, action="entry.rolled_back",
+                  entry_id=entry.id, before=before, after=after)
+        self._after_commit(cmd.bot_id)
         return after
 
     def set_entry_active(self, cmd: SetEntryActive) -> dict[str, Any]:
@@ -179,7 +209,7 @@ class Policy:
                     action="entry.reactivated" if cmd.active else "entry.deactivated",
                     reason="reactivated" if cmd.active else "deactivated", active=cmd.active)
                 end_watches(session, entry_id=entry.id, at=utcnow())
-        self._after_commit()
+        self._after_commit(cmd.bot_id)
         return after
 
     # -- settings -------------------------------------------------------------------------
@@ -236,17 +266,14 @@ class Policy:
             before = {"category": sug.category, "status": sug.status}
             sug.category = name
             sug.category_source = "admin"
-            evidence = dict(sug.evidence or {})
-            if name in settings.training_excluded_categories and sug.status in OPEN_STATUSES:
-                sug.status = "withdrawn"
-                evidence["withdrawn_for_category"] = name
-            elif sug.status == "withdrawn" and evidence.get("withdrawn_for_category") and \
-                    name not in settings.training_excluded_categories:
+            now = utcnow()
+            if name in settings.training_excluded_categories:
+                queue.withdraw(session, sug, because=f"it was moved to {name}, which is "
+                               "excluded from auto-training", at=now, category=name)
+            else:
                 # A correction undone: the suggestion comes back to the queue.
-                sug.status = "pending"
-                evidence.pop("withdrawn_for_category")
-            sug.evidence = evidence
-            sug.updated_at = utcnow()
+                queue.restore(session, sug, at=now)
+            sug.updated_at = now
             session.add(sug)
             audit(session, bot_id=sug.bot_id, actor=cmd.actor, action="suggestion.category_set",
                   suggestion_id=sug.id, entry_id=sug.entry_id, before=before,
@@ -268,15 +295,17 @@ class Policy:
         now = as_utc(cmd.at) if cmd.at else utcnow()
         with session_scope(self.engine) as session:
             result = self._decide_in(session, cmd, now)
-        if result.entry_id is not None:
-            self._after_commit()
+            decided = session.get(Suggestion, cmd.suggestion_id)
+            bot_id = decided.bot_id if decided is not None else None
+        if result.entry_id is not None and bot_id is not None:
+            self._after_commit(bot_id)
         return result
 
     def _decide_in(self, session: Session, cmd: Decision, now: datetime,
                    *, auto_reason: str | None = None) -> DecisionResult:
-        new_status = "auto_published" if auto_reason else {
-            Approve: "approved", EditAndApprove: "approved", Reject: "rejected",
-            Defer: "deferred"}[type(cmd)]
+        new_status = SuggestionStatus.auto_published if auto_reason else {
+            Approve: SuggestionStatus.approved, EditAndApprove: SuggestionStatus.approved,
+            Reject: SuggestionStatus.rejected, Defer: SuggestionStatus.deferred}[type(cmd)]
         sug = session.get(Suggestion, cmd.suggestion_id)
         if sug is None:
             raise NotFound(f"suggestion {cmd.suggestion_id!r} not found")
@@ -299,7 +328,8 @@ class Policy:
         # The conditional update is the lock: whoever flips the status first wins.
         won = session.execute(
             update(Suggestion)
-            .where(col(Suggestion.id) == sug.id, col(Suggestion.status).in_(OPEN_STATUSES))
+            .where(col(Suggestion.id) == sug.id,
+                   col(Suggestion.status).in_(OPEN_SUGGESTION_STATUSES))
             .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -321,18 +351,18 @@ class Policy:
         gap = session.get(Gap, sug.gap_id) if sug.gap_id else None
         if isinstance(cmd, Reject):
             if gap is not None:
-                gap.status = "rejected"
+                gap.status = GapStatus.rejected
                 session.add(gap)
             audit(session, bot_id=sug.bot_id, actor=actor, action="suggestion.rejected",
                   suggestion_id=sug.id, entry_id=sug.entry_id,
                   after={"reason": cmd.reason.value, "comment": cmd.comment})
-            return DecisionResult("rejected", None, None)
+            return DecisionResult(SuggestionStatus.rejected, None, None)
         if isinstance(cmd, Defer):
             audit(session, bot_id=sug.bot_id, actor=actor, action="suggestion.deferred",
                   suggestion_id=sug.id, entry_id=sug.entry_id,
                   after={"until": sug.defer_until.isoformat() if sug.defer_until else None})
-            return DecisionResult("deferred", None, None)
-        if sug.kind == "rollback":
+            return DecisionResult(SuggestionStatus.deferred, None, None)
+        if sug.kind == SuggestionKind.rollback:
             return self._apply_rollback(session, sug, cmd)
 
         answer = sug.answer
@@ -345,7 +375,7 @@ class Policy:
         reason = f"suggestion {sug.id} ({sug.kind})"
         entry: KBEntry
         before: dict[str, Any] | None = None
-        if sug.kind == "new_answer" or sug.entry_id is None:
+        if sug.kind == SuggestionKind.new_answer or sug.entry_id is None:
             entry = insert_entry(session, bot_id=sug.bot_id, question=sug.question, answer=answer,
                                  variants=variants, category=sug.category,
                                  changed_by=actor.name, reason=reason, suggestion_id=sug.id)
@@ -356,7 +386,7 @@ class Policy:
             merged = list(entry.variants) + [v for v in variants if v not in entry.variants]
             change_entry(session, entry=entry, changed_by=actor.name, reason=reason,
                          suggestion_id=sug.id, variants=merged,
-                         answer=answer if sug.kind == "improve_answer" or
+                         answer=answer if sug.kind == SuggestionKind.improve_answer or
                          isinstance(cmd, EditAndApprove) else None)
             action = "entry.updated"
         sug.entry_id = entry.id
@@ -366,7 +396,7 @@ class Policy:
         session.add(sug)
         if gap is not None:
             # Watched, not closed: the cycle closes it once its questions stop failing.
-            gap.status = "published"
+            gap.status = GapStatus.published
             gap.published_at = now
             gap.entry_id = entry.id
             session.add(gap)
@@ -383,7 +413,8 @@ class Policy:
               else "suggestion.edited_and_approved" if isinstance(cmd, EditAndApprove)
               else "suggestion.approved",
               suggestion_id=sug.id, entry_id=entry.id, before=before, after=after)
-        return DecisionResult("auto_published" if auto_reason else "approved", entry.id,
+        return DecisionResult(SuggestionStatus.auto_published if auto_reason
+                              else SuggestionStatus.approved, entry.id,
                               entry.version)
 
     def _apply_rollback(self, session: Session, sug: Suggestion,
@@ -411,14 +442,14 @@ class Policy:
               else "suggestion.approved",
               suggestion_id=sug.id, entry_id=entry.id, before=before,
               after={**entry_public(entry), "entry_action": action})
-        return DecisionResult("approved", entry.id, entry.version)
+        return DecisionResult(SuggestionStatus.approved, entry.id, entry.version)
 
     def undo(self, cmd: UndoSuggestion) -> dict[str, Any]:
         with session_scope(self.engine) as session:
             sug = session.get(Suggestion, cmd.suggestion_id)
             if sug is None:
                 raise NotFound(f"suggestion {cmd.suggestion_id!r} not found")
-            if sug.status not in ("approved", "auto_published") or sug.entry_id is None:
+            if sug.status not in PUBLISHED_SUGGESTION_STATUSES or sug.entry_id is None:
                 raise Conflict("only a published suggestion can be undone; this one is "
                                f"{STATUS_WORDS.get(sug.status, sug.status)}")
             entry = get_entry(session, bot_id=sug.bot_id, entry_id=sug.entry_id)
@@ -433,13 +464,14 @@ class Policy:
                                 to_version=made[-1] - 1 if made[-1] > 1 else None,
                                 suggestion_id=sug.id)
             end_watches(session, entry_id=entry.id, at=utcnow())
-            sug.status = "undone"
+            sug.status = SuggestionStatus.undone
             sug.updated_at = utcnow()
             session.add(sug)
             after = {**entry_public(entry), "entry_action": action}
             audit(session, bot_id=sug.bot_id, actor=cmd.actor, action="suggestion.undone",
                   suggestion_id=sug.id, entry_id=entry.id, before=before, after=after)
-        self._after_commit()
+            bot_id = sug.bot_id
+        self._after_commit(bot_id)
         return after
 
     # -- autonomy ---------------------------------------------------------------------------
@@ -455,9 +487,8 @@ class Policy:
             if settings.auto_publish_above() is None or not settings.enabled:
                 return report
             pending = list(session.exec(select(Suggestion).where(
-                Suggestion.bot_id == bot_id, Suggestion.status == "pending")))
-        pending.sort(key=lambda s: (PRIORITY_ORDER.get(s.priority, 9), -s.score, -s.confidence,
-                                    s.id))
+                Suggestion.bot_id == bot_id, Suggestion.status == SuggestionStatus.pending)))
+        pending.sort(key=urgency_key)
         for candidate in pending:
             with session_scope(self.engine) as session:
                 # Locking the bot row serialises auto-publishers of one bot (PostgreSQL), so
@@ -466,7 +497,7 @@ class Policy:
                 assert bot is not None
                 settings = bot_settings(bot)
                 sug = session.get(Suggestion, candidate.id)
-                if sug is None or sug.status != "pending":
+                if sug is None or sug.status != SuggestionStatus.pending:
                     continue
                 verdict = auto_publish_verdict(
                     sug, settings,
@@ -496,7 +527,7 @@ class Policy:
                                   "entry_version": result.entry_version})
                 report.published.append(sug.id)
         if report.published:
-            self._after_commit()
+            self._after_commit(bot_id)
         return report
 
     # -- watch after publish ------------------------------------------------------------------
@@ -511,7 +542,7 @@ class Policy:
         with session_scope(self.engine) as session:
             settings = self._settings(session, bot_id)
             watches = list(session.exec(select(EntryWatch).where(
-                EntryWatch.bot_id == bot_id, EntryWatch.status == "watching")))
+                EntryWatch.bot_id == bot_id, EntryWatch.status == WatchStatus.watching)))
             for watch in watches:
                 report.checked += 1
                 ends = as_utc(watch.ends_at)
@@ -523,7 +554,7 @@ class Policy:
                 entry = session.get(KBEntry, watch.entry_id)
                 if finding is None or entry is None or not entry.active:
                     if now >= ends or entry is None or not entry.active:
-                        watch.status = "passed"
+                        watch.status = WatchStatus.passed
                         watch.result = {"after": after.public()}
                         report.passed += 1
                     continue
@@ -537,7 +568,7 @@ class Policy:
                     report.alerted.append(self._raise_rollback(
                         session, watch=watch, entry=entry, finding=finding, now=now))
         if changed:
-            self._after_commit()
+            self._after_commit(bot_id)
         return report
 
     def _auto_roll_back(self, session: Session, *, watch: EntryWatch, entry: KBEntry,
@@ -546,7 +577,7 @@ class Policy:
         action = _roll_back(session, entry=entry, actor=WATCH,
                             reason=f"rolled back automatically: {finding.reason}",
                             to_version=watch.from_version, suggestion_id=watch.suggestion_id)
-        watch.status = "rolled_back"
+        watch.status = WatchStatus.rolled_back
         session.add(watch)
         audit(session, bot_id=entry.bot_id, actor=WATCH, action="entry.rolled_back",
               entry_id=entry.id, suggestion_id=watch.suggestion_id, before=before,
@@ -565,7 +596,7 @@ class Policy:
             if watch.from_version is not None else None
         action = f"revert to version {watch.from_version}" if previous else "switch it off"
         sug = Suggestion(
-            bot_id=entry.bot_id, kind="rollback", priority="critical",
+            bot_id=entry.bot_id, kind=SuggestionKind.rollback, priority=Priority.critical,
             score=1000.0 + finding.after.answered,
             # How sure: the share of customers the changed entry did not satisfy.
             confidence=round(100 * (1 - finding.after.satisfaction)),
@@ -576,9 +607,9 @@ class Policy:
                       "rollback_to": watch.from_version, "watch_id": watch.id,
                       "changed_by_suggestion": watch.suggestion_id,
                       "action": "revert" if previous else "deactivate", **finding.public()},
-            status="pending", created_at=now, updated_at=now)
+            status=SuggestionStatus.pending, created_at=now, updated_at=now)
         session.add(sug)
-        watch.status = "alerted"
+        watch.status = WatchStatus.alerted
         session.add(watch)
         session.flush()
         announce(session, bot_id=entry.bot_id, kind=NotificationKind.rollback_suggested,
@@ -624,12 +655,12 @@ def _known_category(settings: BotSettings, name: str) -> None:
 def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]:
     """Who took the suggestion out of the queue, and when: the decision for a decided one;
     the last audited act for one undone or withdrawn by a person; the cycle otherwise."""
-    if sug.status in ("undone", "withdrawn"):
+    if sug.status in (SuggestionStatus.undone, SuggestionStatus.withdrawn):
         row = session.exec(select(AuditEvent).where(AuditEvent.suggestion_id == sug.id)
                            .order_by(col(AuditEvent.id).desc())).first()
         if row is not None and row.action in ("suggestion.undone", "suggestion.category_set"):
             return row.actor, as_utc(row.at)
-        if sug.status == "withdrawn":
+        if sug.status == SuggestionStatus.withdrawn:
             because = (sug.evidence or {}).get("withdrawn_because", "nothing left to fix")
             return f"{AUTO_ACTOR} ({because})", as_utc(sug.updated_at)
     return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
@@ -640,7 +671,8 @@ def _rejected_before(session: Session, sug: Suggestion) -> bool:
         return False
     return session.exec(select(Suggestion.id).where(
         Suggestion.gap_id == sug.gap_id,
-        col(Suggestion.status).in_(("rejected", "undone")))).first() is not None
+        col(Suggestion.status).in_((SuggestionStatus.rejected, SuggestionStatus.undone)))
+    ).first() is not None
 
 
 def _rolled_back_before(session: Session, sug: Suggestion) -> bool:
@@ -648,4 +680,5 @@ def _rolled_back_before(session: Session, sug: Suggestion) -> bool:
         return False
     return session.exec(select(EntryWatch.id).where(
         EntryWatch.entry_id == sug.entry_id,
-        col(EntryWatch.status).in_(("rolled_back", "alerted")))).first() is not None
+        col(EntryWatch.status).in_((WatchStatus.rolled_back, WatchStatus.alerted)))
+    ).first() is not None

@@ -27,6 +27,8 @@ from sqlmodel import Session, col, select
 from core.bots import BotSettings
 from core.metrics import SATISFACTION_DAYS
 from core.models import Conversation, ConversationAnswer, EntryWatch, Suggestion
+from core.policy import queue
+from core.status import OPEN_SUGGESTION_STATUSES, SuggestionKind, WatchStatus
 
 # Fewer answers than this before the change make no baseline: only the floor applies.
 MIN_BASELINE = 5
@@ -131,8 +133,8 @@ def end_watches(session: Session, *, entry_id: str, at: datetime) -> None:
     """The watched version of the entry is no longer live (changed again, reverted, switched
     off, rolled back): its watch ends, and so does any pending rollback of it."""
     for watch in session.exec(select(EntryWatch).where(EntryWatch.entry_id == entry_id,
-                                                       EntryWatch.status == "watching")):
-        watch.status = "superseded"
+                                                       EntryWatch.status == WatchStatus.watching)):
+        watch.status = WatchStatus.superseded
         watch.checked_at = at
         session.add(watch)
     withdraw_rollbacks(session, entry_id=entry_id, at=at)
@@ -142,9 +144,6 @@ def withdraw_rollbacks(session: Session, *, entry_id: str, at: datetime) -> None
     """The entry changed again: a pending "consider rolling back" about an earlier version
     would now undo the newer change too, so it leaves the queue."""
     for sug in session.exec(select(Suggestion).where(
-            Suggestion.entry_id == entry_id, Suggestion.kind == "rollback",
-            col(Suggestion.status).in_(("pending", "deferred")))):
-        sug.status = "withdrawn"
-        sug.updated_at = at
-        sug.evidence = {**sug.evidence, "withdrawn_because": "the entry changed again"}
-        session.add(sug)
+            Suggestion.entry_id == entry_id, Suggestion.kind == SuggestionKind.rollback,
+            col(Suggestion.status).in_(OPEN_SUGGESTION_STATUSES))):
+        queue.withdraw(session, sug, because=queue.ENTRY_CHANGED, at=at)

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from core.bots import create_bot
 from core.db import session_scope
 from core.errors import AlreadyDecided, Conflict, InvalidInput
-from core.models import AuditEvent, Bot, Gap, KBEntry, Notification, Suggestion
+from core.models import AuditEvent, Gap, KBEntry, Notification, Suggestion
 from core.policy.commands import (
     Actor,
     Approve,
@@ -89,10 +89,8 @@ class Bench:
                 Notification.bot_id == self.bot_id).order_by(col(Notification.id))))
 
     def answer(self, question: str) -> str | None:
-        with Session(self.svc.engine) as session:
-            bot = session.get(Bot, self.bot_id)
-            assert bot is not None
-        return self.svc.answer(bot=bot, question=question).entry_id
+        return self.svc.answer(bot=self.svc.review.bot_by_id(self.bot_id),
+                               question=question).entry_id
 
 
 @pytest.mark.parametrize(("autonomy", "published", "held"), [

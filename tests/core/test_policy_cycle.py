@@ -16,7 +16,6 @@ from core.db import session_scope
 from core.errors import AlreadyDecided, CycleRunning
 from core.models import (
     AuditEvent,
-    Bot,
     CycleRun,
     EntryWatch,
     KBEntry,
@@ -33,6 +32,7 @@ from core.policy.commands import (
     UpdateEntry,
     UpdateSettings,
 )
+from core.review import BotRef
 from core.services import Services
 from tests.gap_world import GapWorld
 from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES
@@ -94,10 +94,7 @@ def notifications(world: GapWorld) -> list[Notification]:
 
 
 def answer_entry(world: GapWorld, question: str) -> str | None:
-    with Session(world.svc.engine) as session:
-        bot = session.get(Bot, world.bot_id)
-        assert bot is not None
-    return world.svc.answer(bot=bot, question=question).entry_id
+    return world.svc.answer(bot=_bot(world), question=question).entry_id
 
 
 def test_the_cycle_auto_publishes_what_clears_the_threshold(services: Services) -> None:
@@ -234,7 +231,7 @@ def test_a_drop_after_an_approved_change_raises_a_critical_rollback(
     assert "negative feedback rose from 0% to 83%" in rollback.evidence["reason"]
     assert [n.kind for n in notifications(world)] == ["rollback_suggested"]
     # The sandbox shows what approving it would serve, publishing nothing.
-    tried = services.sandbox(bot=_bot(world), question=DELIVERY_Q,
+    tried = services.review.sandbox(_bot(world), question=DELIVERY_Q,
                              suggestion_ids=[rollback.id])
     assert tried.answer == "Delivery takes 3 to 5 working days."
     assert tried.live.answer == "Delivery takes 10 to 14 working days."
@@ -308,11 +305,8 @@ def test_advanced_autonomy_rolls_back_its_own_failing_change(services: Services)
     assert "0 of 10 customers (0%) were satisfied" in str(rows[1].after)
 
 
-def _bot(world: GapWorld) -> Bot:
-    with Session(world.svc.engine) as session:
-        bot = session.get(Bot, world.bot_id)
-        assert bot is not None
-        return bot
+def _bot(world: GapWorld) -> BotRef:
+    return world.svc.review.bot_by_id(world.bot_id)
 
 
 def test_a_free_form_entry_label_does_not_hide_a_pricing_answer(services: Services) -> None:
@@ -352,7 +346,7 @@ def test_a_failing_new_entry_gets_a_switch_off_suggestion(services: Services) ->
     assert "under the bot's 60% bar" in rollback.evidence["reason"]
     # Still live until a person decides; the sandbox shows the bot would hand over.
     assert answer_entry(world, "Do you ship to Mars?") == entry["id"]
-    tried = services.sandbox(bot=_bot(world), question="Do you ship to Mars?",
+    tried = services.review.sandbox(_bot(world), question="Do you ship to Mars?",
                              suggestion_ids=[rollback.id])
     assert tried.escalate and tried.live.entry_id == entry["id"]
     services.policy.decide(Approve(suggestion_id=rollback.id, actor=ALICE))

@@ -55,11 +55,12 @@ def test_answers_come_from_the_index_in_both_modes(mode: str, services: Services
     assert isinstance(svc.index, ChromaIndex)
     bot = _bot(svc, slug=f"shop-{mode}")
     ids = _seed(svc, bot)
-    got = svc.answer(bot=bot, question="how long does shipping usually take?")
+    got = svc.answer(bot=svc.review.bot_by_id(bot.id),
+                     question="how long does shipping usually take?")
     assert got.entry_id == ids[0] and not got.escalate
     svc.policy.set_entry_active(SetEntryActive(bot_id=bot.id, entry_id=ids[0], active=False,
                                                actor=ACTOR))
-    got = svc.answer(bot=bot, question="How long does shipping take?")
+    got = svc.answer(bot=svc.review.bot_by_id(bot.id), question="How long does shipping take?")
     assert got.entry_id != ids[0]
     assert svc.index_sync.reconcile(bot_id=bot.id)["in_sync"]
 
@@ -111,12 +112,12 @@ def test_outbox_relay_catches_up_after_the_index_was_down(tmp_path: Path,
     entry = svc.policy.create_entry(CreateEntry(bot_id=bot.id, question=FAQ[0][0],
                                                 answer=FAQ[0][1], actor=ACTOR))
     assert svc.index_sync.reconcile(bot_id=bot.id)["missing"] == 1
-    assert svc.answer(bot=bot, question=FAQ[0][0]).escalate
+    assert svc.answer(bot=svc.review.bot_by_id(bot.id), question=FAQ[0][0]).escalate
     # ...and the relay delivers it once the index is back.
     flaky.down = False
     result = svc.index_sync.relay()
     assert result.processed == 1 and result.pending == 0
-    assert svc.answer(bot=bot, question=FAQ[0][0]).entry_id == entry["id"]
+    assert svc.answer(bot=svc.review.bot_by_id(bot.id), question=FAQ[0][0]).entry_id == entry["id"]
     assert svc.index_sync.reconcile(bot_id=bot.id)["in_sync"]
     svc.close()
 

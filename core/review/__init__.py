@@ -1,0 +1,23 @@
+"""The review door (core.review.door.Review) and the views every review channel renders."""
+
+from core.review.door import Command, Review
+from core.review.views import (
+    AnnouncementView,
+    AuditView,
+    BotRef,
+    CategoryView,
+    Decided,
+    EntryHistory,
+    EntryView,
+    Figures,
+    Outcome,
+    Period,
+    StatsView,
+    SuggestionView,
+    VersionView,
+    WatchView,
+)
+
+__all__ = ["AnnouncementView", "AuditView", "BotRef", "CategoryView", "Command", "Decided",
+           "EntryHistory", "EntryView", "Figures", "Outcome", "Period", "Review", "StatsView",
+           "SuggestionView", "VersionView", "WatchView"]
