@@ -151,6 +151,7 @@ def main(*, conversations: int, new: int, weeks: int, seed: int, keep_data: bool
     from core.replay import reference_answer
     from core.services import build_core_services
     from core.settings import load_settings
+    from core.status import OPEN_SUGGESTION_STATUSES
 
     data = load_questions()
     data_dir = Path(tempfile.mkdtemp(prefix="autotrain-cycle-bench-"))
@@ -230,7 +231,7 @@ def main(*, conversations: int, new: int, weeks: int, seed: int, keep_data: bool
                 GapEvidence)).one()
             results["open_suggestions"] = session.exec(select(func.count()).where(
                 Suggestion.bot_id == bot.id,
-                col(Suggestion.status).in_(("pending", "deferred")))).one()
+                col(Suggestion.status).in_(OPEN_SUGGESTION_STATUSES))).one()
         svc.close()
         results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:

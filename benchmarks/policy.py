@@ -57,16 +57,8 @@ def _suggestions(svc: object, bot_id: str, intents: list[tuple[str, list[str]]]
 
 
 def _bots(svc: object, count: int) -> list[object]:
-    from core.bots import create_bot
-    from core.db import session_scope
-    from core.models import Bot
-
-    ids = []
-    with session_scope(svc.engine) as session:  # type: ignore[attr-defined]
-        for i in range(count):
-            ids.append(create_bot(session, slug=f"bench-{i}", name=f"Bench {i}").id)
-    with Session(svc.engine) as session:  # type: ignore[attr-defined]
-        return [session.get(Bot, bot_id) for bot_id in ids]
+    return [svc.review.create_bot(slug=f"bench-{i}", name=f"Bench {i}")  # type: ignore[attr-defined]
+            for i in range(count)]
 
 
 def main(*, suggestions: int) -> int:
@@ -75,6 +67,7 @@ def main(*, suggestions: int) -> int:
     from core.policy.commands import Actor, Approve, Channel
     from core.services import build_core_services
     from core.settings import load_settings
+    from core.status import SuggestionStatus
 
     data_dir = Path(tempfile.mkdtemp(prefix="autotrain-policy-bench-"))
     try:
@@ -93,9 +86,11 @@ def main(*, suggestions: int) -> int:
             bot = bots[k // per_bot]
             [(sid, question)] = _suggestions(svc, bot.id, [intents[k % per_bot]])
             started = time.perf_counter()
-            result = svc.policy.decide(Approve(suggestion_id=sid,
-                                               actor=Actor("bench", Channel.api)))
-            while svc.answer(bot=bot, question=question).entry_id != result.entry_id:
+            # Through the review door, as every channel decides.
+            done = svc.review.execute(Approve(suggestion_id=sid,
+                                              actor=Actor("bench", Channel.api)), bot=bot)
+            assert done.entry is not None
+            while svc.answer(bot=bot, question=question).entry_id != done.entry.id:
                 if time.perf_counter() - started > GIVE_UP_S:
                     missed += 1
                     break
@@ -106,9 +101,12 @@ def main(*, suggestions: int) -> int:
 
         # 2. two channels deciding each suggestion at once
         racing: list[tuple[str, str]] = []
+        bots_of: dict[str, object] = {}
         for k in range(suggestions):
-            racing += _suggestions(svc, bots[len(bots) // 2 + k // per_bot].id,
-                                   [intents[k % per_bot]])
+            owner = bots[len(bots) // 2 + k // per_bot]
+            made = _suggestions(svc, owner.id, [intents[k % per_bot]])
+            racing += made
+            bots_of.update({sid: owner for sid, _ in made})
         outcomes: list[str] = []
         lock = threading.Lock()
         gate = threading.Barrier(2 * len(racing))
@@ -116,7 +114,8 @@ def main(*, suggestions: int) -> int:
         def decide(sid: str, channel: Channel) -> None:
             gate.wait()
             try:
-                svc.policy.decide(Approve(suggestion_id=sid, actor=Actor(channel.value, channel)))
+                svc.review.execute(Approve(suggestion_id=sid,
+                                           actor=Actor(channel.value, channel)), bot=bots_of[sid])
                 outcome = "decided"
             except AlreadyDecided:
                 outcome = "already decided"
@@ -134,7 +133,7 @@ def main(*, suggestions: int) -> int:
         ids = [sid for sid, _ in racing]
         with Session(svc.engine) as session:
             approved = session.exec(select(func.count()).where(
-                col(Suggestion.id).in_(ids), Suggestion.status == "approved")).one()
+                col(Suggestion.id).in_(ids), Suggestion.status == SuggestionStatus.approved)).one()
             audits = session.exec(select(func.count()).where(
                 col(AuditEvent.suggestion_id).in_(ids),
                 AuditEvent.action == "suggestion.approved")).one()
