@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,9 +14,27 @@ from sqlmodel import Field, SQLModel
 
 from core.status import GapStatus, SuggestionStatus, WatchStatus
 
+# None: ids are random (uuid4). A simulation (core.replay) seeds them, so that every order
+# that falls back on ids, and so the whole run, repeats exactly for the same seed.
+_seeded_ids: random.Random | None = None
+
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    if _seeded_ids is None:
+        return uuid.uuid4().hex
+    return uuid.UUID(int=_seeded_ids.getrandbits(128), version=4).hex
+
+
+@contextmanager
+def seeded_ids(seed: int) -> Iterator[None]:
+    """Within the block, ids come from a generator seeded with `seed` (simulations only:
+    seeded ids are guessable)."""
+    global _seeded_ids
+    previous, _seeded_ids = _seeded_ids, random.Random(f"ids:{seed}")
+    try:
+        yield
+    finally:
+        _seeded_ids = previous
 
 
 def utcnow() -> datetime:

@@ -24,6 +24,7 @@ from typing import Any
 
 from core.bots import Autonomy
 from core.conversations import ConversationIn, ingest_batch
+from core.models import seeded_ids
 from core.policy.commands import (
     Actor,
     Approve,
@@ -454,10 +455,14 @@ class Replay:
                 row.undone += 1
 
     def run(self, *, start: datetime | None = None) -> ReplayResult:
-        if self.bot is None:
-            self.seed()
-        begin = start or datetime(2026, 1, 5, tzinfo=UTC)
-        result = ReplayResult(verdicts=self.verdicts)
-        for number in range(1, self.cfg.weeks + 1):
-            result.weeks.append(self.week(number, begin + timedelta(days=7 * (number - 1))))
-        return result
+        # Seeded ids: a tie anywhere broken by id (gaps, suggestions) then falls the same
+        # way on every run, so the same seed gives the same figures.
+        with seeded_ids(self.cfg.seed):
+            if self.bot is None:
+                self.seed()
+            begin = start or datetime(2026, 1, 5, tzinfo=UTC)
+            result = ReplayResult(verdicts=self.verdicts)
+            for number in range(1, self.cfg.weeks + 1):
+                result.weeks.append(self.week(number,
+                                              begin + timedelta(days=7 * (number - 1))))
+            return result

@@ -47,7 +47,7 @@ class CategoryMatch:
 # (terms and conditions), "plan" (a travel plan), "supplement" (a single-room supplement),
 # "treatment" (a spa treatment) and "court" (a tennis court) are left out on purpose and left
 # to the embedding. Examples are worded differently from
-# the labelled questions in tests/core/test_categories.py so the measured figures are honest.
+# the labelled questions in tests/core/policy/test_categories.py so the measured figures are honest.
 
 PRICING = Category(
     name="pricing",
@@ -174,7 +174,7 @@ BUILTIN_CATEGORY_NAMES: frozenset[str] = frozenset(c.name for c in BUILTIN_CATEG
 
 # -- thresholds --------------------------------------------------------------------------------
 #
-# Picked on the labelled set in tests/core/test_categories.py (generic support questions from
+# Picked on the labelled set in tests/core/policy/test_categories.py (generic support questions from
 # software, retail, travel, health and finance); the figures measured there are in its
 # docstring. Cosines are all-MiniLM-L6-v2's; another embedder would need its own.
 
