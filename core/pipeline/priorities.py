@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.pipeline.signals import content_words
+from core.status import PRIORITY_ORDER as PRIORITY_ORDER  # the one order; still importable here
 
-PRIORITY_ORDER = {"critical": 0, "medium": 1, "low": 2}
 # An agent's reply after the bot's answer "adds information" when it brings at least this
 # many content words the answer lacks, and they are at least this share of the reply's
 # content words (a greeting, the customer's name and a sign-off stay below both).
