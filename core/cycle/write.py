@@ -10,12 +10,11 @@ from sqlmodel import Session, col, select
 from core.bots import BotSettings
 from core.cycle.plan import OFF_TOPIC, SuggestionPlan
 from core.models import Gap, Suggestion, utcnow
-from core.policy.queue import NOTHING_LEFT, withdraw, withdraw_open
+from core.policy.queue import NOTHING_LEFT, excluded_category, withdraw, withdraw_open
 from core.status import OPEN_SUGGESTION_STATUSES, GapStatus, SuggestionKind, SuggestionStatus
 
 # A rejected gap comes back only if it has grown this much since the rejection.
 REJECTED_GROWTH = 2.0
-EXCLUDED_BECAUSE = "its category is excluded from auto-training"
 
 
 class Outcome(StrEnum):
@@ -51,7 +50,7 @@ def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
                 setattr(current, k, v)
         current.updated_at = utcnow()
         if current.category in settings.training_excluded_categories:
-            withdraw(session, current, because=EXCLUDED_BECAUSE, at=utcnow(),
+            withdraw(session, current, because=excluded_category(current.category), at=utcnow(),
                      category=current.category)
             return Outcome.excluded
         session.add(current)

@@ -23,6 +23,11 @@ REANALYSED = "a re-analysis found no gap for its evidence"
 ENTRY_CHANGED = "the entry changed again"
 
 
+def excluded_category(name: str | None) -> str:
+    """Why a suggestion in a category excluded from auto-training left the queue."""
+    return f"its category ({name}) is excluded from auto-training"
+
+
 def withdraw(session: Session, sug: Suggestion, *, because: str, at: datetime,
              category: str | None = None) -> None:
     """Take an open suggestion out of the queue. `category`: withdrawn because it was put in a

@@ -268,8 +268,8 @@ class Policy:
             sug.category_source = "admin"
             now = utcnow()
             if name in settings.training_excluded_categories:
-                queue.withdraw(session, sug, because=f"it was moved to {name}, which is "
-                               "excluded from auto-training", at=now, category=name)
+                queue.withdraw(session, sug, because=queue.excluded_category(name), at=now,
+                               category=name)
             else:
                 # A correction undone: the suggestion comes back to the queue.
                 queue.restore(session, sug, at=now)
