@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.policy.commands import RejectReason
 
+# The review door's views serve as response models where the API shows them as they are.
+from core.review import AuditView, CategoryView, WatchView
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -209,19 +212,8 @@ class DecisionOut(BaseModel):
     entry_version: int | None
 
 
-class AuditOut(BaseModel):
-    at: datetime
-    actor: str
-    channel: str
-    action: str
-    entry_id: str | None
-    suggestion_id: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-
-
 class AuditList(BaseModel):
-    items: list[AuditOut]
+    items: list[AuditView]
 
 
 class MetricsBucket(BaseModel):
@@ -265,17 +257,8 @@ class ActorIn(Strict):
     actor: Annotated[str | None, Field(min_length=1, max_length=200)] = None
 
 
-class CategoryOut(BaseModel):
-    name: str
-    description: str
-    keywords: list[str]
-    builtin: bool
-    excluded_from_auto_publish: bool
-    excluded_from_training: bool
-
-
 class CategoryList(BaseModel):
-    items: list[CategoryOut]
+    items: list[CategoryView]
 
 
 class NotificationOut(BaseModel):
@@ -296,43 +279,5 @@ class NotificationList(BaseModel):
     items: list[NotificationOut]
 
 
-class WatchOut(BaseModel):
-    id: str
-    entry_id: str
-    suggestion_id: str | None
-    from_version: int | None
-    to_version: int
-    auto: bool
-    started_at: datetime
-    ends_at: datetime
-    status: str
-    baseline: dict[str, int]
-    checked_at: datetime | None
-    result: dict[str, Any] | None
-
-
 class WatchList(BaseModel):
-    items: list[WatchOut]
-
-
-class FiguresOut(BaseModel):
-    start: datetime
-    end: datetime
-    conversations: int
-    resolution_rate: float | None
-    escalations: int
-    escalation_rate: float | None
-    negative_feedback: int
-    negative_feedback_rate: float | None
-    csat: float | None
-    suggestions_decided: int
-    auto_published: int
-
-
-class StatsOut(BaseModel):
-    bot_slug: str
-    period: str
-    current: FiguresOut
-    previous: FiguresOut
-    pending: int
-    critical_pending: int
+    items: list[WatchView]

@@ -5,18 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import TypeAdapter
 
 from api.deps import BotDep, CallerDep, ServicesDep, SuggestionBotDep
 from api.schemas import (
     ActorIn,
     AuditList,
-    AuditOut,
     CategoryList,
-    CategoryOut,
     CycleIn,
     CycleOut,
     DecisionAction,
@@ -27,12 +25,10 @@ from api.schemas import (
     MetricsOut,
     NotificationList,
     NotificationOut,
-    StatsOut,
     SuggestionList,
     SuggestionOut,
     SuggestionPatch,
     WatchList,
-    WatchOut,
 )
 from core.metrics import Bucket
 from core.policy.commands import (
@@ -45,7 +41,7 @@ from core.policy.commands import (
     SetPaused,
     UndoSuggestion,
 )
-from core.review import AnnouncementView, Period, SuggestionView
+from core.review import AnnouncementView, AuditView, Period, StatsView, SuggestionView
 from core.status import SuggestionStatus, WatchStatus
 
 router = APIRouter(prefix="/api/v1", tags=["review"])
@@ -171,7 +167,7 @@ def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
 @router.get("/bots/{slug}/categories", response_model=CategoryList)
 def categories(bot: BotDep, svc: ServicesDep) -> CategoryList:
     """The built-in and custom categories, and what each is excluded from."""
-    return CategoryList(items=[CategoryOut(**asdict(c)) for c in svc.review.categories(bot)])
+    return CategoryList(items=svc.review.categories(bot))
 
 
 def notification_out(n: AnnouncementView) -> NotificationOut:
@@ -196,8 +192,7 @@ def notifications(bot: BotDep, svc: ServicesDep, undelivered: bool = False,
 def watches(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
             status_: Annotated[WatchStatus | None, Query(alias="status")] = None) -> WatchList:
     """Published changes under watch and what the watch concluded, newest first."""
-    return WatchList(items=[WatchOut(**asdict(w)) for w in svc.review.watches(
-        bot, entry_id=entry_id, status=status_)])
+    return WatchList(items=svc.review.watches(bot, entry_id=entry_id, status=status_))
 
 
 @router.get("/bots/{slug}/audit", response_model=AuditList,
@@ -211,15 +206,15 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000) -> AuditList | Response:
     """Every change, newest first, per bot, entry, suggestion or action; `format=csv`
     exports it."""
-    items = [AuditOut(**asdict(r)) for r in svc.review.audit(
-        bot, entry_id=entry_id, suggestion_id=suggestion_id, action=action, limit=limit)]
+    items = svc.review.audit(bot, entry_id=entry_id, suggestion_id=suggestion_id,
+                             action=action, limit=limit)
     if format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["at", "actor", "channel", "action", "entry_id", "suggestion_id",
                          "before", "after"])
         for it in items:
-            d = it.model_dump(mode="json")
+            d = TypeAdapter(AuditView).dump_python(it, mode="json")
             # Before/after as JSON, so a spreadsheet or a script can read them back.
             writer.writerow([d["at"], d["actor"], d["channel"], d["action"], d["entry_id"] or "",
                              d["suggestion_id"] or "",
@@ -238,12 +233,12 @@ def metrics(bot: BotDep, svc: ServicesDep, bucket: Bucket = Bucket.week) -> Metr
                       activated_at=got["activated_at"], thin_data=got["thin_data"])
 
 
-@router.get("/bots/{slug}/stats", response_model=StatsOut)
-def stats(bot: BotDep, svc: ServicesDep, period: Period = Period.week) -> StatsOut:
+@router.get("/bots/{slug}/stats", response_model=StatsView)
+def stats(bot: BotDep, svc: ServicesDep, period: Period = Period.week) -> StatsView:
     """This period (the last day, 7 or 30 days) against the one before: resolution,
     escalations, CSAT, negative feedback, suggestions decided and auto-published — the
     figures `/autotrain stats` and the digest show."""
-    return StatsOut.model_validate(asdict(svc.review.stats(bot, period)))
+    return svc.review.stats(bot, period)
 
 
 @router.get("/bots/{slug}/index", response_model=IndexStatus, tags=["operations"])

@@ -274,6 +274,14 @@ def test_stats_compare_this_period_with_the_one_before(services: Services,
             stats.previous.csat) == (2, 0.0, None)
     assert (stats.current.suggestions_decided, stats.previous.suggestions_decided) == (1, 0)
     assert (stats.pending, stats.critical_pending) == (1, 0)
+    with TestClient(create_app(services, background_jobs=False)) as client:
+        got = client.get(f"/api/v1/bots/{a.slug}/stats?period=week",
+                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+        bad = client.get(f"/api/v1/bots/{a.slug}/stats?period=year",
+                         headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert (got["period"], got["current"]["resolution_rate"], got["previous"]["conversations"]) \
+        == ("week", 0.75, 2)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "period"]
 
 
 def test_a_decision_relays_only_its_own_bots_index_changes(
