@@ -89,8 +89,10 @@ class BodyLimit:
 class InProcessJobs:
     """The embedded default's scheduler: the worker's job functions on timers, in this process."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, slack: Any = None) -> None:
         self.ctx: dict[str, Any] = {"services": services}
+        if slack is not None:
+            self.ctx["slack"] = slack
         self.interval = services.settings.cycle_interval_minutes * 60
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -109,6 +111,10 @@ class InProcessJobs:
             asyncio.create_task(self._every(5, worker.relay_outbox, 1)),
             asyncio.create_task(self._every(self.interval, worker.cycle_all_bots, self.interval)),
         ]
+        if "slack" in self.ctx:
+            # Cards for critical suggestions, announcements, and cards decided elsewhere.
+            self.tasks.append(asyncio.create_task(
+                self._every(worker.SLACK_ROUND_SECONDS, worker.slack_round, 2)))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -140,8 +146,10 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         if getattr(app.state, "services", None) is None:
             app.state.services = build_core_services(settings or load_settings())
         svc: Services = app.state.services
+        if getattr(app.state, "slack", None) is None:
+            _mount_slack(app, svc)  # services built just now
         run_jobs = background_jobs if background_jobs is not None else not svc.settings.redis_url
-        jobs = InProcessJobs(svc) if run_jobs else None
+        jobs = InProcessJobs(svc, getattr(app.state, "slack", None)) if run_jobs else None
         if jobs:
             jobs.start()
         try:
@@ -149,6 +157,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         finally:
             if jobs:
                 await jobs.stop()
+            if getattr(app.state, "slack", None) is not None:
+                await app.state.slack.drain()
 
     app = FastAPI(
         title="autotrain",
@@ -198,4 +208,17 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
 
     for module in (bots, kb, conversations, review):
         app.include_router(module.router)
+    app.state.slack = None
+    if services is not None:
+        _mount_slack(app, services)
     return app
+
+
+def _mount_slack(app: FastAPI, services: Services) -> None:
+    """POST /slack/events when Slack is configured; absent (404) otherwise."""
+    if not services.settings.slack_enabled:
+        return
+    from bot.slack_app import build_slack_app, mount_slack
+
+    app.state.slack_app, app.state.slack = build_slack_app(services.settings, services.review)
+    mount_slack(app, app.state.slack_app)

@@ -19,6 +19,9 @@ from core.settings import load_settings
 
 log = logging.getLogger("autotrain.worker")
 
+# How often cards, announcements and card updates are pushed to Slack.
+SLACK_ROUND_SECONDS = 10
+
 
 def _services(ctx: dict[str, Any]) -> Services:
     return ctx["services"]  # type: ignore[no-any-return]
@@ -30,6 +33,9 @@ async def run_cycle(ctx: dict[str, Any], bot_id: str, as_of: str | None = None) 
     when = datetime.fromisoformat(as_of) if as_of else None
     result = await asyncio.to_thread(svc.cycle.run, bot_id=bot_id, as_of=when)
     log.info("cycle for bot %s: %s", bot_id, result.public())
+    if ctx.get("slack") is not None or ctx.get("slack_client") is not None:
+        # Critical suggestions reach Slack as soon as the cycle finds them.
+        await slack_round(ctx)
     return result.public()
 
 
@@ -40,6 +46,22 @@ async def relay_outbox(ctx: dict[str, Any]) -> dict[str, int]:
     if result.failed:
         log.warning("index relay: %d pending, index unreachable", result.pending)
     return {"processed": result.processed, "pending": result.pending}
+
+
+async def slack_round(ctx: dict[str, Any]) -> dict[str, int]:
+    """Post what is due on Slack: cards of new critical suggestions, announcements, and
+    updates of cards decided elsewhere. A no-op when Slack is off."""
+    from bot.slack_notify import slack_round as push
+
+    deps = ctx.get("slack")
+    client = deps.client if deps is not None else ctx.get("slack_client")
+    if client is None:
+        return {}
+    report = await push(_services(ctx).review, client)
+    if report.failures:
+        log.warning("slack: %d posts failed; retried next round", report.failures)
+    return {"cards_posted": len(report.cards_posted), "cards_updated": len(report.cards_updated),
+            "announcements": len(report.announcements), "failures": report.failures}
 
 
 def bot_ids(svc: Services) -> list[str]:
@@ -69,6 +91,11 @@ async def cycle_all_bots(ctx: dict[str, Any]) -> int:
 async def startup(ctx: dict[str, Any]) -> None:
     if "services" not in ctx:
         ctx["services"] = build_core_services(load_settings())
+    settings = ctx["services"].settings
+    if settings.slack_enabled and "slack_client" not in ctx:
+        from bot.slack_app import slack_client
+
+        ctx["slack_client"] = slack_client(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -88,8 +115,9 @@ def _worker_settings() -> type:
     minutes = settings.cycle_interval_minutes
 
     class WorkerSettings:
-        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots]
+        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots, slack_round]
         cron_jobs: ClassVar = [
+            cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True),
             cron(cycle_all_bots, minute=set(range(0, 60, min(minutes, 60))) if minutes < 60
                  else {0}, unique=True),
             cron(relay_outbox, second={0, 15, 30, 45}, unique=True),

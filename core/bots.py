@@ -25,6 +25,11 @@ from core.policy.categories import BUILTIN_CATEGORIES, BUILTIN_CATEGORY_NAMES, C
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_EXCLUDED = ["pricing", "legal", "medical"]
+# Slack ids: public (C) and private (G) channels, users (U, W for Enterprise Grid), user
+# groups (S); upper-case letters and digits.
+SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{6,20}$")
+SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{6,20}$")
+SLACK_GROUP_RE = re.compile(r"^S[A-Z0-9]{6,20}$")
 
 
 class Autonomy(StrEnum):
@@ -128,6 +133,33 @@ class BotSettings(BaseModel):
     watch_days: StrictInt = Field(default=14, ge=1, le=90)
     watch_min_answers: StrictInt = Field(default=10, ge=3, le=100_000)
     watch_max_drop: StrictInt = Field(default=15, ge=1, le=100)
+    # Slack review (bot/): the channel cards and announcements go to (one bot per channel),
+    # and who may decide from Slack: these users, and the members of these user groups.
+    slack_channel: str | None = None
+    slack_approvers: list[str] = Field(default_factory=list, max_length=500)
+    slack_approver_groups: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("slack_channel")
+    @classmethod
+    def _slack_channel_id(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip()
+        if not SLACK_CHANNEL_RE.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (like C0123ABCD; in Slack: "
+                             "channel details → About → Channel ID)")
+        return value
+
+    @field_validator("slack_approvers")
+    @classmethod
+    def _slack_user_ids(cls, value: list[str]) -> list[str]:
+        return _slack_ids(value, SLACK_USER_RE, "user id (like U0123ABCD; in Slack: profile "
+                          "→ ⋮ → Copy member ID)")
+
+    @field_validator("slack_approver_groups")
+    @classmethod
+    def _slack_group_ids(cls, value: list[str]) -> list[str]:
+        return _slack_ids(value, SLACK_GROUP_RE, "user group id (like S0123ABCD)")
 
     @field_validator("custom_categories")
     @classmethod
@@ -184,6 +216,17 @@ class BotSettings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
         return value
+
+
+def _slack_ids(values: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    out: list[str] = []
+    for raw in values:
+        value = raw.strip()
+        if not pattern.match(value):
+            raise ValueError(f"{raw!r} is not a Slack {what}")
+        if value not in out:
+            out.append(value)
+    return out
 
 
 def bot_settings(bot: Bot) -> BotSettings:

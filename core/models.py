@@ -288,6 +288,20 @@ class NotificationDelivery(SQLModel, table=True):
     delivered_at: datetime = Field(default_factory=utcnow)
 
 
+class PostedCard(SQLModel, table=True):
+    """A suggestion's card as posted on a review channel (a Slack message: `address` is the
+    channel id, `ref` its ts). The primary key keeps a card from being posted twice; the
+    status it shows lets a decision taken elsewhere (API, email) update it."""
+
+    suggestion_id: str = Field(foreign_key="suggestion.id", primary_key=True, max_length=32)
+    channel: str = Field(primary_key=True, max_length=16)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32, index=True)
+    address: str = Field(max_length=64)
+    ref: str = Field(max_length=64)
+    shown_status: str = Field(max_length=16)
+    posted_at: datetime = Field(default_factory=utcnow)
+
+
 class EntryWatch(SQLModel, table=True):
     """A published change under watch (core.policy.watch): how the entry fared before it, and
     what the watch concluded."""

@@ -97,6 +97,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _slack_in_pairs(self) -> Settings:
+        # Half a Slack configuration is a mistake, not "Slack off": say which half is missing.
+        if (self.slack_bot_token is None) != (self.slack_signing_secret is None):
+            missing = "SLACK_SIGNING_SECRET" if self.slack_signing_secret is None \
+                else "SLACK_BOT_TOKEN"
+            raise ValueError(f"Slack needs both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET: "
+                             f"{missing} is not set")
+        return self
+
+    @model_validator(mode="after")
     def _llm_when_asked(self) -> Settings:
         if self.generator == "llm" and not self.llm_enabled:
             raise ValueError("AUTOTRAIN_GENERATOR=llm needs AUTOTRAIN_LLM_MODEL and "
@@ -157,7 +167,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else "generator"
+            if not err["loc"]:
+                # A rule across several variables: its message names them.
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0])
             alias = Settings.model_fields[name].validation_alias if name in Settings.model_fields \
                 else name
             problems.append(f"{alias or name}: {err['msg']}")

@@ -221,6 +221,14 @@ class Policy:
                 raise NotFound("bot not found")
             before = bot_settings(bot).model_dump(mode="json")
             after = merge_settings(bot_settings(bot), cmd.patch).model_dump(mode="json")
+            channel = after.get("slack_channel")
+            if channel and channel != before.get("slack_channel"):
+                # A Slack channel reviews one bot: its cards and commands must not mix bots.
+                for other in session.exec(select(Bot).where(Bot.id != bot.id)):
+                    if bot_settings(other).slack_channel == channel:
+                        raise InvalidInput(f"Slack channel {channel} already reviews bot "
+                                           f"{other.slug!r}; a channel belongs to one bot",
+                                           field="slack_channel")
             if after != before:
                 bot.settings = after
                 session.add(bot)

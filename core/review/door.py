@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Integer, cast, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core import kb as kb_store
@@ -44,12 +45,14 @@ from core.models import (
     KBEntryVersion,
     Notification,
     NotificationDelivery,
+    PostedCard,
     Suggestion,
     as_utc,
     utcnow,
 )
 from core.policy import notify
 from core.policy.commands import (
+    Actor,
     Approve,
     CreateEntry,
     Defer,
@@ -65,6 +68,7 @@ from core.policy.commands import (
     UpdateSettings,
 )
 from core.policy.service import Policy
+from core.policy.service import audit as policy_audit
 from core.review.views import (
     PERIOD_DAYS,
     AnnouncementView,
@@ -194,6 +198,13 @@ class Review:
     def revoke_key(self, bot: BotRef, *, key_id: str) -> None:
         with session_scope(self.engine) as session:
             revoke_key(session, bot_id=bot.id, key_id=key_id)
+
+    def bot_for_slack_channel(self, channel_id: str) -> BotRef | None:
+        """The bot whose review channel this is (a channel belongs to one bot), or None."""
+        for bot in self.bots():
+            if bot.settings.slack_channel == channel_id:
+                return bot
+        return None
 
     def owner_of(self, suggestion_id: str) -> BotRef:
         """The bot a suggestion belongs to: for callers that may act on every bot (the admin
@@ -506,6 +517,70 @@ class Review:
                                  suggestion_id=r.suggestion_id, entry_id=r.entry_id,
                                  payload=dict(r.payload), created_at=as_utc(r.created_at),
                                  delivered=delivered.get(r.id or 0, {})) for r in rows]
+
+    # -- cards posted on a channel -------------------------------------------------------------
+
+    def unposted(self, bot: BotRef, channel: str, *,
+                 priority: Priority | None = None) -> list[SuggestionView]:
+        """Pending suggestions without a card on `channel` yet, in the queue's order."""
+        with Session(self.engine) as session:
+            posted = select(PostedCard.suggestion_id).where(
+                PostedCard.suggestion_id == Suggestion.id, PostedCard.channel == channel)
+            stmt = select(Suggestion).where(Suggestion.bot_id == bot.id,
+                                            Suggestion.status == SuggestionStatus.pending,
+                                            ~posted.exists())
+            if priority is not None:
+                stmt = stmt.where(Suggestion.priority == priority)
+            return self._views(session, sorted(session.exec(stmt), key=urgency_key))
+
+    def record_post(self, bot: BotRef, view: SuggestionView, *, channel: str, address: str,
+                    ref: str) -> bool:
+        """Remember where a card was posted. False when one was already recorded (the caller
+        then deletes its duplicate): a card is never shown twice."""
+        if view.bot_id != bot.id:
+            raise NotFound(f"suggestion {view.id!r} not found")
+        try:
+            with session_scope(self.engine) as session:
+                session.add(PostedCard(suggestion_id=view.id, channel=channel, bot_id=bot.id,
+                                       address=address, ref=ref, shown_status=view.status))
+        except IntegrityError:
+            return False
+        return True
+
+    def posted(self, suggestion_id: str, *, channel: str) -> tuple[str, str] | None:
+        """(address, ref) of the suggestion's card on `channel`, if one was posted."""
+        with Session(self.engine) as session:
+            row = session.get(PostedCard, (suggestion_id, channel))
+            return (row.address, row.ref) if row is not None else None
+
+    def stale_cards(self, bot: BotRef, channel: str, *,
+                    limit: int = 100) -> list[tuple[SuggestionView, str, str]]:
+        """Posted cards whose suggestion changed since (decided on another channel, withdrawn,
+        back from a deferral): (fresh view, address, ref) for each, to update in place."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(PostedCard, Suggestion).join(
+                Suggestion, col(Suggestion.id) == PostedCard.suggestion_id).where(
+                PostedCard.bot_id == bot.id, PostedCard.channel == channel,
+                col(PostedCard.shown_status) != col(Suggestion.status)).limit(limit)).all()
+            views = {v.id: v for v in self._views(session, [s for _, s in rows])}
+            return [(views[s.id], p.address, p.ref) for p, s in rows]
+
+    def card_shown(self, suggestion_id: str, *, channel: str, status: str) -> None:
+        """The card on `channel` now shows `status`."""
+        with session_scope(self.engine) as session:
+            row = session.get(PostedCard, (suggestion_id, channel))
+            if row is not None and row.shown_status != status:
+                row.shown_status = status
+                session.add(row)
+
+    def refused(self, bot: BotRef, actor: Actor, *, what: str,
+                suggestion_id: str | None = None, entry_id: str | None = None) -> None:
+        """Audit an attempt by someone who may not decide (the refusal itself changes
+        nothing, but an admin should see who tried)."""
+        with session_scope(self.engine) as session:
+            policy_audit(session, bot_id=bot.id, actor=actor, action="review.refused",
+                         suggestion_id=suggestion_id, entry_id=entry_id,
+                         after={"attempted": what})
 
     # -- audit, watches, categories, the cycle, the index --------------------------------------
 
