@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import worker
-from api.routes import bots, conversations, kb, review
+from api.routes import bots, channels, conversations, kb, review
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
@@ -206,7 +206,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (bots, kb, conversations, review):
+    for module in (bots, kb, conversations, review, channels):
         app.include_router(module.router)
     app.state.slack = None
     if services is not None:

@@ -298,8 +298,24 @@ class PostedCard(SQLModel, table=True):
     bot_id: str = Field(foreign_key="bot.id", max_length=32, index=True)
     address: str = Field(max_length=64)
     ref: str = Field(max_length=64)
+    # "card": a message of its own; "digest": one of the cards of a digest message (several
+    # rows share its ref, and an update re-renders the whole digest).
+    message: str = Field(default="card", max_length=16)
     shown_status: str = Field(max_length=16)
     posted_at: datetime = Field(default_factory=utcnow)
+
+
+class DigestSent(SQLModel, table=True):
+    """A scheduled digest sent on a channel for one period ("2026-12-01" daily, "2026-W49"
+    weekly, in the bot's timezone): the unique key lets one process send each digest once."""
+
+    __table_args__ = (UniqueConstraint("bot_id", "channel", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    channel: str = Field(max_length=16)
+    period: str = Field(max_length=32)
+    sent_at: datetime = Field(default_factory=utcnow)
 
 
 class EntryWatch(SQLModel, table=True):

@@ -11,9 +11,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import notice, suggestion_card
-from bot.blocks.cards import card_text
+from bot.blocks import notice
 from bot.slack_app import SlackDeps
+from bot.slack_notify import show
 from core.errors import DomainError, NotFound
 from core.policy.commands import Actor, Channel
 from core.review import BotRef, Outcome, SuggestionView
@@ -81,18 +81,9 @@ async def may_decide(deps: SlackDeps, client: AsyncWebClient, who: Clicker, bot:
 
 
 async def show_card(deps: SlackDeps, client: AsyncWebClient, view: SuggestionView) -> None:
-    """Re-render the suggestion's card where it was posted (the same builder for every
-    state) and remember what it shows, so the sync of decisions taken elsewhere leaves it
-    alone. A click on another message (an announcement's Undo) updates the card, not that
-    message."""
-    posted = await asyncio.to_thread(deps.review.posted, view.id, channel=Channel.slack)
-    if posted is None:
-        return
-    channel, ts = posted
-    await client.chat_update(channel=channel, ts=ts, text=card_text(view),
-                             blocks=suggestion_card(view))
-    await asyncio.to_thread(deps.review.card_shown, view.id, channel=Channel.slack,
-                            status=view.status)
+    """Re-render the suggestion's card where it was posted (alone, or in its digest). A click
+    on another message (an announcement's Undo) updates the card, not that message."""
+    await show(deps.review, client, view)
 
 
 async def run(deps: SlackDeps, client: AsyncWebClient, who: Clicker, bot: BotRef,

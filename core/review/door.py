@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Integer, cast, func
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from core import kb as kb_store
 from core.bots import (
+    NotifyFrequency,
     authenticate,
     bot_settings,
     create_bot,
@@ -38,6 +40,7 @@ from core.models import (
     AuditEvent,
     Bot,
     Conversation,
+    DigestSent,
     EntryWatch,
     GapEvidence,
     IndexOutbox,
@@ -97,6 +100,8 @@ Command = (Approve | EditAndApprove | Reject | Defer | UndoSuggestion | SetCateg
 SuggestionCommand = (Approve, EditAndApprove, Reject, Defer, UndoSuggestion, SetCategory)
 EntryCommand = (UpdateEntry, RevertEntry, RollbackEntry, SetEntryActive)
 SAMPLES = 3
+# Scheduled digests go out from this hour of the bot's own day.
+DIGEST_HOUR = 9
 # Audit actions that are a person's decision on a suggestion (stats count these).
 DECISIONS = ("suggestion.approved", "suggestion.edited_and_approved", "suggestion.rejected",
              "suggestion.deferred")
@@ -409,6 +414,34 @@ class Review:
         with Session(self.engine) as session:
             return entry_view(kb_store.get_entry(session, bot_id=bot.id, entry_id=entry_id))
 
+    def find_entry(self, bot: BotRef, ref: str) -> EntryView:
+        """An entry as a person names it in a command: its id, the start of its id (6+
+        characters, as cards and history show it), or words of its question (the best match;
+        NotFound naming the closest ones when several match equally)."""
+        ref = ref.strip()
+        if not ref:
+            raise NotFound("name an entry: its id or words of its question")
+        entries = self.entries(bot)
+        exact = [e for e in entries if e.id == ref]
+        if exact:
+            return exact[0]
+        if len(ref) >= 6 and " " not in ref:
+            by_prefix = [e for e in entries if e.id.startswith(ref.lower())]
+            if len(by_prefix) == 1:
+                return by_prefix[0]
+        words = {w for w in ref.lower().split() if len(w) > 2}
+        if not words:
+            raise NotFound(f"no entry {ref!r}")
+        scored = sorted(((len(words & set(e.question.lower().replace("?", " ").split())), e)
+                         for e in entries), key=lambda p: -p[0])
+        if not scored or scored[0][0] == 0:
+            raise NotFound(f"no entry matches {ref!r}")
+        best = [e for n, e in scored if n == scored[0][0]]
+        if len(best) > 1:
+            names = "; ".join(f'{e.id[:8]} "{e.question}"' for e in best[:3])
+            raise NotFound(f"{ref!r} matches several entries: {names} — use the id")
+        return best[0]
+
     def history(self, entry_id: str, *, bot: BotRef, audit_limit: int = 50) -> EntryHistory:
         """An entry, its versions (oldest first) and the audit of its changes (newest first)."""
         with Session(self.engine) as session:
@@ -533,37 +566,91 @@ class Review:
                 stmt = stmt.where(Suggestion.priority == priority)
             return self._views(session, sorted(session.exec(stmt), key=urgency_key))
 
+    def unposted_count(self, bot: BotRef, channel: str) -> int:
+        """How many pending suggestions have no card on `channel` yet."""
+        with Session(self.engine) as session:
+            posted = select(PostedCard.suggestion_id).where(
+                PostedCard.suggestion_id == Suggestion.id, PostedCard.channel == channel)
+            return int(session.exec(select(func.count()).select_from(Suggestion).where(
+                Suggestion.bot_id == bot.id, Suggestion.status == SuggestionStatus.pending,
+                ~posted.exists())).one())
+
     def record_post(self, bot: BotRef, view: SuggestionView, *, channel: str, address: str,
-                    ref: str) -> bool:
-        """Remember where a card was posted. False when one was already recorded (the caller
-        then deletes its duplicate): a card is never shown twice."""
+                    ref: str, message: str = "card") -> bool:
+        """Remember where a card was posted (`message`: "card", or "digest" for a card inside
+        a digest message). False when one was already recorded (the caller then deletes its
+        duplicate): a card is never shown twice."""
         if view.bot_id != bot.id:
             raise NotFound(f"suggestion {view.id!r} not found")
         try:
             with session_scope(self.engine) as session:
                 session.add(PostedCard(suggestion_id=view.id, channel=channel, bot_id=bot.id,
-                                       address=address, ref=ref, shown_status=view.status))
+                                       address=address, ref=ref, message=message,
+                                       shown_status=view.status))
         except IntegrityError:
             return False
         return True
 
-    def posted(self, suggestion_id: str, *, channel: str) -> tuple[str, str] | None:
-        """(address, ref) of the suggestion's card on `channel`, if one was posted."""
+    def posted(self, suggestion_id: str, *, channel: str) -> tuple[str, str, str] | None:
+        """(address, ref, message kind) of the suggestion's card on `channel`, if posted."""
         with Session(self.engine) as session:
             row = session.get(PostedCard, (suggestion_id, channel))
-            return (row.address, row.ref) if row is not None else None
+            return (row.address, row.ref, row.message) if row is not None else None
+
+    def message_cards(self, *, channel: str, address: str, ref: str) -> list[SuggestionView]:
+        """The cards one message shows (a digest shows several), in the queue's order."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(Suggestion).join(
+                PostedCard, col(PostedCard.suggestion_id) == Suggestion.id).where(
+                PostedCard.channel == channel, PostedCard.address == address,
+                PostedCard.ref == ref)).all()
+            return self._views(session, sorted(rows, key=urgency_key))
 
     def stale_cards(self, bot: BotRef, channel: str, *,
-                    limit: int = 100) -> list[tuple[SuggestionView, str, str]]:
+                    limit: int = 100) -> list[tuple[SuggestionView, str, str, str]]:
         """Posted cards whose suggestion changed since (decided on another channel, withdrawn,
-        back from a deferral): (fresh view, address, ref) for each, to update in place."""
+        back from a deferral): (fresh view, address, ref, message kind) for each."""
         with Session(self.engine) as session:
             rows = session.exec(select(PostedCard, Suggestion).join(
                 Suggestion, col(Suggestion.id) == PostedCard.suggestion_id).where(
                 PostedCard.bot_id == bot.id, PostedCard.channel == channel,
                 col(PostedCard.shown_status) != col(Suggestion.status)).limit(limit)).all()
             views = {v.id: v for v in self._views(session, [s for _, s in rows])}
-            return [(views[s.id], p.address, p.ref) for p, s in rows]
+            return [(views[s.id], p.address, p.ref, p.message) for p, s in rows]
+
+    def digest_due(self, bot: BotRef, channel: str, *, at: datetime | None = None
+                   ) -> str | None:
+        """The period whose scheduled digest is due on `channel` and not yet sent, or None.
+        `notify_frequency` daily: each day from DIGEST_HOUR in the bot's timezone; weekly:
+        each week from Monday DIGEST_HOUR (a week that started before the bot existed gets
+        its digest at once); critical_only: never (critical cards are posted as found)."""
+        local = as_utc(at or utcnow()).astimezone(ZoneInfo(bot.settings.timezone))
+        frequency = bot.settings.notify_frequency
+        if frequency == NotifyFrequency.daily:
+            period = local.date().isoformat()
+            if local.hour < DIGEST_HOUR:
+                return None
+        elif frequency == NotifyFrequency.weekly:
+            year, week, weekday = local.isocalendar()
+            period = f"{year}-W{week:02d}"
+            if weekday == 1 and local.hour < DIGEST_HOUR:
+                return None
+        else:
+            return None
+        with Session(self.engine) as session:
+            sent = session.exec(select(DigestSent.id).where(
+                DigestSent.bot_id == bot.id, DigestSent.channel == channel,
+                DigestSent.period == period)).first()
+        return None if sent is not None else period
+
+    def record_digest(self, bot: BotRef, channel: str, period: str) -> bool:
+        """Claim a period's digest; False if another process already sent it."""
+        try:
+            with session_scope(self.engine) as session:
+                session.add(DigestSent(bot_id=bot.id, channel=channel, period=period))
+        except IntegrityError:
+            return False
+        return True
 
     def card_shown(self, suggestion_id: str, *, channel: str, status: str) -> None:
         """The card on `channel` now shows `status`."""

@@ -25,7 +25,7 @@ from tests.helpers import TEST_DATABASE_URL, charger_bot
 EXPECTED_TABLES = {"bot", "apikey", "kbentry", "kbentryversion", "indexoutbox", "conversation",
                    "gap", "gapevidence", "suggestion", "auditevent", "cyclerun",
                    "conversationanswer", "notification", "entrywatch", "notificationdelivery",
-                   "postedcard"}
+                   "postedcard", "digestsent"}
 
 
 def _reset_postgres(url: str) -> None:
