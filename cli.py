@@ -70,6 +70,28 @@ def _announce_admin_key(svc: Services) -> None:
         typer.echo(f"  {generated}")
 
 
+slack_app = typer.Typer(help="Connect Slack (see the README's \"Connect Slack\").",
+                        no_args_is_help=True)
+app.add_typer(slack_app, name="slack")
+
+
+@slack_app.command("manifest")
+def slack_manifest(url: Annotated[str, typer.Option(
+        help="Where Slack reaches this server, e.g. https://autotrain.example.com")],
+                   name: str = "autotrain") -> None:
+    """Print the Slack app manifest (scopes, /autotrain, interactivity, events and App Home,
+    all at URL/slack/events) to paste at https://api.slack.com/apps."""
+    import json
+
+    from bot.manifest import manifest
+
+    try:
+        typer.echo(json.dumps(manifest(url, name=name), indent=2))
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000,
           data_dir: Annotated[Path | None,

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import notice
+from bot.blocks import card_text, notice, suggestion_card
 from bot.slack_app import SlackDeps
 from bot.slack_notify import show
 from core.errors import DomainError, NotFound
@@ -19,6 +20,9 @@ from core.policy.commands import Actor, Channel
 from core.review import BotRef, Outcome, SuggestionView
 
 log = logging.getLogger(__name__)
+
+# A decision that takes longer than this shows a working state on its card first.
+WORKING_AFTER_SECONDS = 0.4
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,16 @@ async def run(deps: SlackDeps, client: AsyncWebClient, who: Clicker, bot: BotRef
               command: Any) -> Outcome | None:
     """One command through the review door. A domain error (already decided by someone else,
     not found, not allowed) is told to the clicker, and the card shows the current state."""
+    work = asyncio.ensure_future(asyncio.to_thread(deps.review.execute, command, bot=bot))
+    sid = getattr(command, "suggestion_id", None)
+    finished, _ = await asyncio.wait({work}, timeout=WORKING_AFTER_SECONDS)
+    if not finished and sid:
+        # Slow today (a busy database, an index far away): say so on the card at once.
+        await _working(deps, client, sid, bot, who)
     try:
-        done: Outcome = await asyncio.to_thread(deps.review.execute, command, bot=bot)
+        done: Outcome = await work
     except DomainError as exc:
         await tell(client, who, str(exc))
-        sid = getattr(command, "suggestion_id", None)
         if sid:
             try:
                 view = await asyncio.to_thread(deps.review.card, sid, bot=bot)
@@ -105,6 +114,21 @@ async def run(deps: SlackDeps, client: AsyncWebClient, who: Clicker, bot: BotRef
     if done.suggestion is not None:
         await show_card(deps, client, done.suggestion)
     return done
+
+
+async def _working(deps: SlackDeps, client: AsyncWebClient, sid: str, bot: BotRef,
+                   who: Clicker) -> None:
+    posted = await asyncio.to_thread(deps.review.posted, sid, channel=Channel.slack)
+    if posted is None or posted[2] != "card":
+        return  # a digest is re-rendered once the decision is in
+    view = await asyncio.to_thread(deps.review.card, sid, bot=bot)
+    note = ContextBlock(elements=[MarkdownTextObject(text=f"⏳ Working on <@{who.user}>'s "
+                                                          "decision…")])
+    try:
+        await client.chat_update(channel=posted[0], ts=posted[1], text=card_text(view),
+                                 blocks=[*suggestion_card(view), note])
+    except SlackApiError as exc:
+        log.warning("working state not shown: %s", exc.response.get("error"))
 
 
 def reference() -> str:
