@@ -303,3 +303,14 @@ def test_a_slow_decision_shows_a_working_state_first(slack_world: SlackWorld,
     assert f"Working on <@{ALICE}>" in world.text_of(first.blocks)
     assert "Approved" in world.text_of(last.blocks) and "Working" not in \
         world.text_of(last.blocks)
+
+
+def test_a_rate_limited_update_waits_for_retry_after_and_lands(slack_world: SlackWorld) -> None:
+    world = slack_world
+    sid = world.suggestion()
+    posted_card(world, sid)
+    world.fake.rate_limit_next("chat.update", retry_after=1)
+    world.click(ActionId.approve, sid)
+    limited, landed = world.fake.wait_for("chat.update", count=2, timeout=10)
+    assert limited.body["ts"] == landed.body["ts"]
+    assert "Approved" in world.text_of(landed.blocks)
