@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Every listener of the Slack app."""
-    from bot.handlers import cards, errors
+    from bot.handlers import cards, commands, errors, home
 
     cards.register(app, deps)
+    commands.register(app, deps)
+    home.register(app, deps)
     errors.register(app, deps)
