@@ -152,9 +152,14 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         jobs = InProcessJobs(svc, getattr(app.state, "slack", None)) if run_jobs else None
         if jobs:
             jobs.start()
+        homes = _refresh_homes_task(app) if background_jobs is not False else None
         try:
             yield
         finally:
+            if homes is not None:
+                homes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await homes
             if jobs:
                 await jobs.stop()
             if getattr(app.state, "slack", None) is not None:
@@ -212,6 +217,22 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     if services is not None:
         _mount_slack(app, services)
     return app
+
+
+def _refresh_homes_task(app: FastAPI) -> asyncio.Task[None] | None:
+    """App Home tabs are drawn by the process Slack's events reach (this one), whoever
+    changed the queue: a cycle in the worker, a decision over the API or by email. Homes
+    whose content is unchanged cost no Slack call."""
+    deps = getattr(app.state, "slack", None)
+    if deps is None:
+        return None
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(worker.SLACK_ROUND_SECONDS)
+            deps.changed()
+
+    return asyncio.create_task(loop())
 
 
 def _mount_slack(app: FastAPI, services: Services) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -37,6 +37,13 @@ class SlackDeps:
     client: AsyncWebClient
     # Work done after the ack, kept so tests and shutdown can wait for it.
     tasks: set[asyncio.Task[Any]]
+    # Called after anything a reviewer sees may have changed (App Home registers its refresh).
+    on_change: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def changed(self) -> None:
+        """Something reviewers see changed: refresh the views that show it, after the ack."""
+        for refresh in self.on_change:
+            self.later(refresh())
 
     def later(self, work: Awaitable[Any]) -> None:
         """Run `work` after the ack (Slack wants an answer within 3 s)."""

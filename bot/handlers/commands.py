@@ -216,6 +216,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                       entry: EntryView, done: Outcome, verb: str) -> None:
         """A change to what customers are told, shown in the review channel for everyone,
         naming who made it; the person is also told if they typed it elsewhere."""
+        deps.changed()
         text = (f"{verb} <@{inv.user}> changed *{inline(entry.question, 300)}*: "
                 f"{escape(done.message)}")
         blocks: list[Block] = [_section(text), _context(
@@ -286,6 +287,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         # The policy wrote an announcement naming who did it: deliver it now, through the
         # one path that records its delivery, so the next round does not post it twice.
         posted = await post_announcements(review, client, inv.bot)
+        deps.changed()
         if not posted.announcements or not inv.in_review_channel:
             await private(respond, done.message)
 
@@ -395,6 +397,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 FIELD_BLOCKS.get(field or "", BlockId.autonomy): clip(str(exc), 150)})
             return
         await ack()
+        deps.changed()
         await tell(client, who, settings_saved(bot, done.settings or {}))
 
 

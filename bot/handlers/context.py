@@ -113,6 +113,7 @@ async def run(deps: SlackDeps, client: AsyncWebClient, who: Clicker, bot: BotRef
         return None
     if done.suggestion is not None:
         await show_card(deps, client, done.suggestion)
+    deps.changed()
     return done
 
 

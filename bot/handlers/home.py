@@ -74,6 +74,7 @@ def audience(deps: SlackDeps) -> HomeAudience | None:
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     _AUDIENCES[deps.client] = HomeAudience()
+    deps.on_change.append(lambda: refresh_homes(deps))
 
     @app.event("app_home_opened")
     async def on_app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:

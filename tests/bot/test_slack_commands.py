@@ -409,6 +409,21 @@ def test_app_home_shows_the_queue_and_is_refreshed_after_a_decision(slack_world:
     assert latest.body["user_id"] == ALICE and QUESTION not in text and "gift wrap" in text
 
 
+def test_an_approve_click_refreshes_the_home_of_whoever_has_it_open(slack_world: SlackWorld
+                                                                   ) -> None:
+    world = slack_world
+    sid = world.suggestion()
+    world.post_cards()
+    open_home(world, user=MALLORY)  # may not decide, may look
+    [before] = world.fake.wait_for("views.publish")
+    assert QUESTION in json.dumps(before.decoded("view"), ensure_ascii=False)
+    world.click(ActionId.approve, sid)
+    world.settle()
+    [_, after] = world.fake.wait_for("views.publish", count=2)
+    assert after.body["user_id"] == MALLORY
+    assert QUESTION not in json.dumps(after.decoded("view"), ensure_ascii=False)
+
+
 def test_the_messages_tab_publishes_nothing(slack_world: SlackWorld) -> None:
     world = slack_world
     open_home(world, tab="messages")
