@@ -109,7 +109,7 @@ async def show(review: Review, client: AsyncWebClient, view: SuggestionView) -> 
         stats = await asyncio.to_thread(review.stats, bot)
         rest = await asyncio.to_thread(review.unposted_count, bot, Channel.slack)
         await client.chat_update(channel=channel, ts=ts,
-                                 text=digest_text(stats, total=len(views) + rest),
+                                 text=digest_text(stats),
                                  blocks=digest_message(stats, views, total=len(views) + rest))
     else:
         views = [view]
@@ -157,7 +157,7 @@ async def post_digest(review: Review, client: AsyncWebClient, bot: BotRef, *,
     shown_ids = {sid for b in blocks if (sid := suggestion_of_block(b.block_id or ""))}
     shown = [v for v in waiting if v.id in shown_ids]
     resp = await client.chat_postMessage(channel=channel, blocks=blocks,
-                                         text=digest_text(stats, total=len(waiting)))
+                                         text=digest_text(stats))
     ts, posted_in = str(resp["ts"]), str(resp.get("channel") or channel)
     recorded = [v.id for v in shown if await asyncio.to_thread(
         review.record_post, bot, v, channel=Channel.slack, address=posted_in, ref=ts,
@@ -167,7 +167,7 @@ async def post_digest(review: Review, client: AsyncWebClient, bot: BotRef, *,
         views = await asyncio.to_thread(review.message_cards, channel=Channel.slack,
                                         address=posted_in, ref=ts)
         await client.chat_update(channel=posted_in, ts=ts,
-                                 text=digest_text(stats, total=len(waiting)),
+                                 text=digest_text(stats),
                                  blocks=digest_message(stats, views, total=len(waiting)))
     return {"sent": True, "channel": posted_in, "ts": ts, "cards": recorded,
             "more": len(waiting) - len(recorded), "pending": stats.pending}

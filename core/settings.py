@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         default="INFO", validation_alias="AUTOTRAIN_LOG_LEVEL"
     )
 
+    @field_validator("api_key", "openai_api_key", "llm_model", "slack_bot_token",
+                     "slack_signing_secret", "smtp_host", "smtp_username", "smtp_password",
+                     mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `SLACK_BOT_TOKEN=` in a .env or compose file means "not set", not an empty secret
+        # that turns the integration on and fails at the first request.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:

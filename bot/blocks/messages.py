@@ -186,9 +186,11 @@ def digest_message(stats: StatsView, items: list[SuggestionView], *, total: int)
     return blocks
 
 
-def digest_text(stats: StatsView, *, total: int) -> str:
+def digest_text(stats: StatsView) -> str:
+    """The notification line: everything pending, whether or not its card is in this digest
+    (critical ones were posted as found)."""
     critical = f" ({stats.critical_pending} critical)" if stats.critical_pending else ""
-    return f"Review digest for {inline(stats.bot_slug, 100)}: {total} to review{critical}"
+    return f"Review digest for {inline(stats.bot_slug, 100)}: {stats.pending} pending{critical}"
 
 
 def digest_numbers(stats: StatsView) -> str:

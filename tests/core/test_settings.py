@@ -22,6 +22,18 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.Monk
         "generation": "offline", "slack": "off", "email": f"files in {tmp_path / 'outbox'}"}
 
 
+def test_an_empty_variable_is_unset_not_an_empty_secret(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # `SLACK_BOT_TOKEN=` left in a .env or a compose file.
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(AUTOTRAIN_DATA_DIR=tmp_path, SLACK_BOT_TOKEN="", SLACK_SIGNING_SECRET=" ",
+                      SMTP_HOST="", AUTOTRAIN_API_KEY="")
+    assert s.integrations()["slack"] == "off" and not s.smtp_enabled and s.api_key is None
+    with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET is not set"):
+        load_settings(AUTOTRAIN_DATA_DIR=tmp_path, SLACK_BOT_TOKEN="xoxb-1",
+                      SLACK_SIGNING_SECRET="")
+
+
 @pytest.mark.parametrize(("var", "value"), [
     ("SMTP_PORT", "not-a-port"), ("SMTP_PORT", "70000"), ("DATABASE_URL", "mysql://db/x"),
     ("CHROMA_URL", "localhost"), ("SMTP_TLS", "maybe"), ("AUTOTRAIN_CYCLE_INTERVAL_MINUTES", "0"),
