@@ -30,6 +30,10 @@ DEFAULT_EXCLUDED = ["pricing", "legal", "medical"]
 SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{6,20}$")
 SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{6,20}$")
 SLACK_GROUP_RE = re.compile(r"^S[A-Z0-9]{6,20}$")
+# An addr-spec as people type it: one @, a dot in the domain, no spaces or angle brackets (a
+# name such as "Ann <ann@x.com>" is refused: the address is what replies are checked against).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+EMAIL_RE = re.compile(rf"^[^@\s<>(),;:\"]+@{_LABEL}(?:\.{_LABEL})+$")
 
 
 class Autonomy(StrEnum):
@@ -138,6 +142,22 @@ class BotSettings(BaseModel):
     slack_channel: str | None = None
     slack_approvers: list[str] = Field(default_factory=list, max_length=500)
     slack_approver_groups: list[str] = Field(default_factory=list, max_length=50)
+    # Email review (bot/mail/): who gets the digest and may decide by replying to it or
+    # through its one-click links. Stored lowercased, each once.
+    email_recipients: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("email_recipients")
+    @classmethod
+    def _email_addresses(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in value:
+            address = raw.strip().lower()
+            if not EMAIL_RE.match(address):
+                raise ValueError(f"{raw!r} is not an email address (like "
+                                 "manager@example.com, without a name)")
+            if address not in out:
+                out.append(address)
+        return out
 
     @field_validator("slack_channel")
     @classmethod

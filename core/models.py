@@ -344,3 +344,83 @@ class EntryWatch(SQLModel, table=True):
     status: str = Field(default=WatchStatus.watching, max_length=16)
     checked_at: datetime | None = None
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class MailDigest(SQLModel, table=True):
+    """An email digest as sent: the numbers its items carry, so a reply's "approve 3" or
+    "undo 7" means what the manager read, whatever changed in the queue since."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32, index=True)
+    # The schedule's period ("2026-W49"), or None for one sent on demand.
+    period: str | None = Field(default=None, max_length=32)
+    # [{"n": 1, "suggestion_id": "…"}, {"n": 7, "announcement_id": 12}, …]
+    items: list[dict[str, Any]] = Field(default_factory=list,
+                                        sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReplyKey(SQLModel, table=True):
+    """The key in one recipient's Reply-To address for one digest, stored as a SHA-256 hash:
+    a reply is acted on only from that recipient, for that bot and digest, until it expires."""
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    digest_id: str = Field(foreign_key="maildigest.id", max_length=32, index=True)
+    bot_id: str = Field(foreign_key="bot.id", max_length=32)
+    recipient: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class InboundMail(SQLModel, table=True):
+    """A message received on any inbound route, by Message-ID (hashed: ids can be long): the
+    primary key makes the same message arriving twice (SMTP retry, IMAP re-poll, webhook
+    retry) processed once."""
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    message_id: str = Field(max_length=255)
+    source: str = Field(max_length=16)
+    bot_id: str | None = Field(default=None, max_length=32, index=True)
+    # What came of it: applied, or why not (auto_reply, bounce, unknown_key, …).
+    outcome: str = Field(default="received", max_length=32)
+    detail: str | None = Field(default=None, max_length=500)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class MailNotice(SQLModel, table=True):
+    """A refusal notice sent to an address on a day: at most one per address, kind and day,
+    so a misconfigured auto-forwarder cannot start a mail loop."""
+
+    address: str = Field(primary_key=True, max_length=320)
+    kind: str = Field(primary_key=True, max_length=32)
+    day: str = Field(primary_key=True, max_length=10)
+    sent_at: datetime = Field(default_factory=utcnow)
+
+
+class LinkUse(SQLModel, table=True):
+    """A one-click link's token once used: a second POST with it is refused."""
+
+    token_id: str = Field(primary_key=True, max_length=64)
+    recipient: str = Field(max_length=320)
+    action: str = Field(max_length=16)
+    used_at: datetime = Field(default_factory=utcnow)
+
+
+class OutgoingMail(SQLModel, table=True):
+    """Every message autotrain sends, recorded before the first attempt: a failed send is
+    retried with backoff until it goes, never dropped."""
+
+    __table_args__ = (Index("ix_outgoingmail_due", "sent_at", "next_attempt_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    bot_id: str | None = Field(default=None, max_length=32, index=True)
+    recipient: str = Field(max_length=320)
+    purpose: str = Field(max_length=32)  # digest, confirmation, notice
+    subject: str = Field(max_length=500)
+    message_id: str = Field(max_length=255)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, max_length=500)
+    sent_at: datetime | None = None

@@ -63,6 +63,35 @@ class Settings(BaseSettings):
         default="starttls", validation_alias="SMTP_TLS"
     )
     email_from: str = Field(default="autotrain@localhost", validation_alias="EMAIL_FROM")
+    # Where replies go, with a per-recipient key: "autotrain+{key}@support.example.com". Unset:
+    # digests carry no reply address and say so (one-click links still work).
+    email_reply_to: str | None = Field(default=None, validation_alias="EMAIL_REPLY_TO")
+    # Reply keys and one-click links stop working after this many days.
+    email_key_days: int = Field(default=14, ge=1, le=365, validation_alias="EMAIL_KEY_DAYS")
+    # Trust Authentication-Results only from this authserv-id (your own MX); unset: no check.
+    email_dmarc_authserv_id: str | None = Field(default=None,
+                                                validation_alias="EMAIL_DMARC_AUTHSERV_ID")
+    email_max_bytes: int = Field(default=10 * 1024 * 1024, ge=10_000, le=100 * 1024 * 1024,
+                                 validation_alias="EMAIL_MAX_BYTES")
+    # POST /email/inbound (a mail provider's webhook) needs this as a bearer token.
+    inbound_secret: SecretStr | None = Field(default=None,
+                                             validation_alias="AUTOTRAIN_INBOUND_SECRET")
+    # Signs one-click links; unset, a random one is made once and kept in the data dir.
+    secret_key: SecretStr | None = Field(default=None, validation_alias="AUTOTRAIN_SECRET_KEY")
+    # The built-in SMTP listener for replies (a dedicated MX or a relay's target).
+    smtp_listen_port: int | None = Field(default=None, ge=0, le=65535,
+                                         validation_alias="AUTOTRAIN_SMTP_LISTEN_PORT")
+    smtp_listen_host: str = Field(default="127.0.0.1",
+                                  validation_alias="AUTOTRAIN_SMTP_LISTEN_HOST")
+    imap_host: str | None = Field(default=None, validation_alias="IMAP_HOST")
+    imap_port: int = Field(default=993, ge=1, le=65535, validation_alias="IMAP_PORT")
+    imap_username: str | None = Field(default=None, validation_alias="IMAP_USERNAME")
+    imap_password: SecretStr | None = Field(default=None, validation_alias="IMAP_PASSWORD")
+    imap_tls: Literal["tls", "starttls", "none"] = Field(default="tls",
+                                                         validation_alias="IMAP_TLS")
+    imap_mailbox: str = Field(default="INBOX", validation_alias="IMAP_MAILBOX")
+    imap_poll_seconds: int = Field(default=30, ge=5, le=3600,
+                                   validation_alias="IMAP_POLL_SECONDS")
 
     cycle_interval_minutes: int = Field(
         default=60, ge=1, le=7 * 24 * 60, validation_alias="AUTOTRAIN_CYCLE_INTERVAL_MINUTES"
@@ -75,7 +104,9 @@ class Settings(BaseSettings):
 
     @field_validator("api_key", "openai_api_key", "llm_model", "slack_bot_token",
                      "slack_signing_secret", "smtp_host", "smtp_username", "smtp_password",
-                     mode="before")
+                     "email_reply_to", "email_dmarc_authserv_id", "inbound_secret",
+                     "secret_key", "smtp_listen_port", "imap_host", "imap_username",
+                     "imap_password", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `SLACK_BOT_TOKEN=` in a .env or compose file means "not set", not an empty secret
@@ -114,6 +145,34 @@ class Settings(BaseSettings):
             missing = "SLACK_SIGNING_SECRET" if self.slack_signing_secret is None \
                 else "SLACK_BOT_TOKEN"
             raise ValueError(f"Slack needs both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET: "
+                             f"{missing} is not set")
+        return self
+
+    @field_validator("email_reply_to")
+    @classmethod
+    def _reply_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        local, at, domain = value.partition("@")
+        if value.count("{key}") != 1 or "{key}" not in local or not at or "." not in domain:
+            raise ValueError("must be an address with {key} once before the @, such as "
+                             "autotrain+{key}@support.example.com")
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        from email.utils import parseaddr
+
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError("must be an email address, such as autotrain@support.example.com")
+        return value
+
+    @model_validator(mode="after")
+    def _imap_complete(self) -> Settings:
+        if self.imap_host and not (self.imap_username and self.imap_password):
+            missing = "IMAP_USERNAME" if not self.imap_username else "IMAP_PASSWORD"
+            raise ValueError(f"IMAP polling needs IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD: "
                              f"{missing} is not set")
         return self
 
@@ -157,6 +216,41 @@ class Settings(BaseSettings):
     def smtp_enabled(self) -> bool:
         return bool(self.smtp_host)
 
+    @property
+    def imap_enabled(self) -> bool:
+        return bool(self.imap_host)
+
+    @property
+    def email_address(self) -> str:
+        """Our own sending address (mail from it coming back in is ours, never acted on)."""
+        from email.utils import parseaddr
+
+        return parseaddr(self.email_from)[1].lower()
+
+    def link_secret(self) -> str:
+        """The key that signs one-click links: AUTOTRAIN_SECRET_KEY, else one made at random
+        the first time and kept in the data dir (readable by the owner only), so links
+        survive a restart."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        import os
+        import secrets
+
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, path)  # whole or not at all; a process that lost reads theirs
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        return path.read_text().strip()
+
     def integrations(self) -> dict[str, str]:
         """What is on and off, for the start-up banner (never a secret)."""
         return {
@@ -168,6 +262,11 @@ class Settings(BaseSettings):
             "generation": f"llm {self.llm_model}" if self.uses_llm else "offline",
             "slack": "on" if self.slack_enabled else "off",
             "email": "smtp" if self.smtp_enabled else f"files in {self.mail_outbox_dir}",
+            "email replies": ", ".join(filter(None, [
+                f"smtp listener on {self.smtp_listen_host}:{self.smtp_listen_port}"
+                if self.smtp_listen_port is not None else None,
+                f"imap {self.imap_host}" if self.imap_enabled else None,
+                "webhook" if self.inbound_secret is not None else None])) or "off",
         }
 
 

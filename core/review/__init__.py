@@ -1,6 +1,7 @@
 """The review door (core.review.door.Review) and the views every review channel renders."""
 
 from core.review.door import Command, Review
+from core.review.mailroom import DigestNumbers, Mailroom, Numbered, OutgoingView, ReplyKeyView
 from core.review.views import (
     AnnouncementView,
     AuditView,
@@ -19,5 +20,6 @@ from core.review.views import (
 )
 
 __all__ = ["AnnouncementView", "AuditView", "BotRef", "CategoryView", "Command", "Decided",
-           "EntryHistory", "EntryView", "Figures", "Outcome", "Period", "Review", "StatsView",
+           "DigestNumbers", "EntryHistory", "EntryView", "Figures", "Mailroom", "Numbered",
+           "Outcome", "OutgoingView", "Period", "ReplyKeyView", "Review", "StatsView",
            "SuggestionView", "VersionView", "WatchView"]

@@ -72,6 +72,7 @@ from core.policy.commands import (
 )
 from core.policy.service import Policy
 from core.policy.service import audit as policy_audit
+from core.review.mailroom import Mailroom
 from core.review.views import (
     PERIOD_DAYS,
     AnnouncementView,
@@ -161,6 +162,8 @@ class Review:
         # The answer path, for the sandbox.
         self.index = index
         self.embedder = embedder
+        # The email channel's records (digest numbers, reply keys, the outgoing queue).
+        self.mail = Mailroom(engine)
 
     # -- bots -------------------------------------------------------------------------------
 
@@ -535,6 +538,14 @@ class Review:
             rows = list(session.exec(stmt.order_by(col(Notification.created_at).desc(),
                                                    col(Notification.id).desc()).limit(limit)))
             return self._announcements(session, rows)
+
+    def announcement(self, announcement_id: int, *, bot: BotRef) -> AnnouncementView:
+        """One announcement of `bot` (another bot's is NotFound, as for suggestions)."""
+        with Session(self.engine) as session:
+            row = session.get(Notification, announcement_id)
+            if row is None or row.bot_id != bot.id:
+                raise NotFound(f"announcement {announcement_id} not found")
+            return self._announcements(session, [row])[0]
 
     @staticmethod
     def _announcements(session: Session, rows: list[Notification]) -> list[AnnouncementView]:

@@ -19,7 +19,8 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.Monk
     assert s.sqlalchemy_url.startswith("sqlite:///") and str(tmp_path) in s.sqlalchemy_url
     assert s.integrations() == {
         "database": "sqlite", "vector index": "embedded chroma", "jobs": "in-process",
-        "generation": "offline", "slack": "off", "email": f"files in {tmp_path / 'outbox'}"}
+        "generation": "offline", "slack": "off", "email": f"files in {tmp_path / 'outbox'}",
+        "email replies": "off"}
 
 
 def test_an_empty_variable_is_unset_not_an_empty_secret(tmp_path: Path,
