@@ -3,14 +3,20 @@
 #
 #   scripts/test.sh [pytest args...]
 #
-# 1. apt-installs PostgreSQL / Redis if they are missing,
+# 1. apt-installs PostgreSQL / Redis / Dovecot (IMAP) if they are missing,
 # 2. creates .venv (if missing) and installs the project with its `dev` extra,
 # 3. runs `ruff check .`,
-# 4. starts throwaway PostgreSQL, Redis and Chroma servers on free loopback
-#    ports inside a temp dir and exports TEST_DATABASE_URL, TEST_REDIS_URL and
-#    TEST_CHROMA_URL,
+# 4. starts throwaway PostgreSQL, Redis, Chroma and Dovecot servers on free
+#    loopback ports inside a temp dir and exports TEST_DATABASE_URL,
+#    TEST_REDIS_URL, TEST_CHROMA_URL and TEST_IMAP_* (see start_dovecot),
 # 5. runs pytest (arguments are passed through) and exits with its status.
 # The servers and the temp dir are always removed on exit, failure or Ctrl-C.
+#
+# Sourcing this file (`source scripts/test.sh`) stops after its settings and
+# functions, so one service can be tried alone, e.g.
+#   bash -c 'source scripts/test.sh; d=$(mktemp -d); chmod 711 "$d";
+#            start_dovecot 14300 14993 "$d/dovecot"; env | grep TEST_IMAP;
+#            stop_dovecot; rm -rf "$d"'
 #
 # AUTOTRAIN_TEST_NO_SERVICES=1 skips installing/starting the servers; tests
 # that need them are then skipped (unless TEST_*_URL are already set in the
@@ -36,6 +42,7 @@ PG_DATA=""
 PG_BIN=""
 REDIS_PIDFILE=""
 CHROMA_PID=""
+DOVECOT_PIDFILE=""
 
 as_root() {
     if [[ $EUID -eq 0 ]]; then
@@ -57,7 +64,7 @@ as_pg() {
 }
 
 # Wait (up to $2 tenths of a second) for pid $1 to exit.
-# shellcheck disable=SC2317  # only called from the EXIT trap
+# shellcheck disable=SC2317  # called from the EXIT trap and stop_dovecot
 wait_pid_gone() {
     local pid=$1 tries=$2
     while ((tries-- > 0)); do
@@ -67,11 +74,148 @@ wait_pid_gone() {
     return 1
 }
 
+# Dovecot refuses to run mail processes as root and chroots its login processes
+# when started as root; run the whole server as one unprivileged account instead
+# (Dovecot's "rootless" mode): the package's `dovecot` user when we are root,
+# ourselves otherwise. Everything it writes lives under the directory we give it.
+dovecot_user() {
+    if [[ $EUID -eq 0 ]]; then
+        printf 'dovecot'
+    else
+        id -un
+    fi
+}
+
+as_dovecot() {
+    if [[ $EUID -eq 0 ]]; then
+        (cd / && runuser -u "$(dovecot_user)" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# Start a throwaway Dovecot IMAP server on 127.0.0.1 with one user and an empty
+# maildir, all under directory $3 (its parent must be traversable by the
+# dovecot user), and export TEST_IMAP_HOST/PORT/USER/PASSWORD (plain IMAP on
+# port $1, STARTTLS offered there too) and TEST_IMAP_TLS_PORT/TEST_IMAP_CA_FILE
+# (implicit TLS on port $2, with a self-signed certificate for 127.0.0.1 and
+# localhost): tests deliver with IMAP APPEND, so no LDA or MTA is needed.
+start_dovecot() {
+    local port=$1 tls_port=$2 dir=$3
+    local user uid gid group password
+    user="$(dovecot_user)"
+    uid="$(id -u "$user")"
+    gid="$(id -g "$user")"
+    group="$(id -gn "$user")"
+    password="$(openssl rand -hex 12)"
+    mkdir -p "$dir/run" "$dir/state" "$dir/home"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=localhost' \
+        -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" >"$dir/openssl.log" 2>&1 ||
+        { cat "$dir/openssl.log" >&2; die "openssl could not make the IMAP test certificate"; }
+    # Dovecot reads this file on every login; the {PLAIN} scheme keeps it obvious.
+    printf 'autotrain:{PLAIN}%s\n' "$password" >"$dir/users"
+    cat >"$dir/dovecot.conf" <<EOF
+# Throwaway test server written by scripts/test.sh; nothing here is for production.
+instance_name = autotrain-test-$port
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <$dir/cert.pem
+ssl_key = <$dir/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# A wrong-password test should not wait the default 2 s.
+auth_failure_delay = 0
+default_internal_user = $user
+default_internal_group = $group
+default_login_user = $user
+first_valid_uid = $uid
+first_valid_gid = $gid
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dir/users
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$dir/home/%u
+}
+# chroot needs root; without it the login processes run beside the rest.
+service imap-login {
+  chroot =
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $tls_port
+  }
+}
+service anvil {
+  chroot =
+}
+EOF
+    if [[ $EUID -eq 0 ]]; then
+        chown -R "$user:$group" "$dir"
+    fi
+    DOVECOT_PIDFILE="$dir/run/master.pid"
+    if ! as_dovecot dovecot -c "$dir/dovecot.conf"; then
+        cat "$dir/dovecot.log" >&2 || true
+        die "Dovecot did not start"
+    fi
+    local tries=100
+    until "$PY" - "$port" 2>/dev/null <<'EOF'
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+    assert s.recv(200).startswith(b"* OK")
+EOF
+    do
+        if ((tries-- <= 0)); then
+            cat "$dir/dovecot.log" >&2 || true
+            die "Dovecot did not greet on 127.0.0.1:$port"
+        fi
+        sleep 0.1
+    done
+    export TEST_IMAP_HOST=127.0.0.1
+    export TEST_IMAP_PORT=$port
+    export TEST_IMAP_TLS_PORT=$tls_port
+    export TEST_IMAP_CA_FILE="$dir/cert.pem"
+    export TEST_IMAP_USER=autotrain
+    export TEST_IMAP_PASSWORD=$password
+}
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+stop_dovecot() {
+    [[ -n $DOVECOT_PIDFILE && -s $DOVECOT_PIDFILE ]] || return 0
+    local pid
+    pid="$(cat "$DOVECOT_PIDFILE")"
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping Dovecot"
+        kill -TERM "$pid" 2>/dev/null
+        # Its master takes a few seconds to collect its children.
+        if ! wait_pid_gone "$pid" 150; then
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    DOVECOT_PIDFILE=""
+}
+
+# Sourced (not run): stop here with the functions defined.
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then
+    return 0
+fi
+
 # shellcheck disable=SC2317  # invoked via trap
 cleanup() {
     local rc=$?
     trap '' INT TERM HUP # finish cleaning up even on a second Ctrl-C
     set +e
+    stop_dovecot
     if [[ -n $CHROMA_PID ]] && kill -0 "$CHROMA_PID" 2>/dev/null; then
         log "stopping Chroma"
         kill -TERM "$CHROMA_PID" 2>/dev/null
@@ -129,6 +273,8 @@ missing=()
 if [[ $NO_SERVICES != 1 ]]; then
     [[ -n $(find_pg_bin) ]] || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 fi
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 if [[ ! -x $PY ]] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
@@ -167,15 +313,15 @@ fi
 
 # ------------------------------------------------------------ 4. services ---
 if [[ $NO_SERVICES == 1 ]]; then
-    log "AUTOTRAIN_TEST_NO_SERVICES=1: not starting PostgreSQL, Redis, Chroma"
+    log "AUTOTRAIN_TEST_NO_SERVICES=1: not starting PostgreSQL, Redis, Chroma, Dovecot"
 else
     t_services=$SECONDS
 
-    # Three distinct free loopback ports, chosen by the kernel.
+    # Five distinct free loopback ports, chosen by the kernel.
     ports="$("$PY" - <<'EOF'
 import socket
 socks = []
-for _ in range(3):
+for _ in range(5):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -184,8 +330,8 @@ for s in socks:
     s.close()
 EOF
 )"
-    read -r PGPORT REDISPORT CHROMAPORT <<<"$ports"
-    [[ -n ${CHROMAPORT:-} ]] || die "could not pick free ports"
+    read -r PGPORT REDISPORT CHROMAPORT IMAPPORT IMAPSPORT <<<"$ports"
+    [[ -n ${IMAPSPORT:-} ]] || die "could not pick free ports"
 
     # --- PostgreSQL
     PG_BIN="$(find_pg_bin)"
@@ -242,6 +388,10 @@ EOF
         sleep 0.25
     done
     export TEST_CHROMA_URL="http://127.0.0.1:$CHROMAPORT"
+
+    # --- Dovecot (IMAP)
+    log "starting Dovecot on 127.0.0.1:$IMAPPORT (TLS on $IMAPSPORT)"
+    start_dovecot "$IMAPPORT" "$IMAPSPORT" "$TMP_DIR/dovecot"
 
     log "services up in $((SECONDS - t_services))s"
 fi
