@@ -64,7 +64,7 @@ as_pg() {
 }
 
 # Wait (up to $2 tenths of a second) for pid $1 to exit.
-# shellcheck disable=SC2317  # called from the EXIT trap and stop_dovecot
+# shellcheck disable=SC2317  # only called from the EXIT trap
 wait_pid_gone() {
     local pid=$1 tries=$2
     while ((tries-- > 0)); do
@@ -72,6 +72,22 @@ wait_pid_gone() {
         sleep 0.1
     done
     return 1
+}
+
+# Stop server $1 whose pid is in file $2: TERM, up to $3 tenths of a second to
+# exit, then KILL.
+# shellcheck disable=SC2317  # only called from the EXIT trap
+stop_pidfile() {
+    local name=$1 pidfile=$2 tries=$3 pid
+    [[ -n $pidfile && -s $pidfile ]] || return 0
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping $name"
+        kill -TERM "$pid" 2>/dev/null
+        if ! wait_pid_gone "$pid" "$tries"; then
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
 }
 
 # Dovecot refuses to run mail processes as root and chroots its login processes
@@ -191,17 +207,8 @@ EOF
 
 # shellcheck disable=SC2317  # called from the EXIT trap
 stop_dovecot() {
-    [[ -n $DOVECOT_PIDFILE && -s $DOVECOT_PIDFILE ]] || return 0
-    local pid
-    pid="$(cat "$DOVECOT_PIDFILE")"
-    if kill -0 "$pid" 2>/dev/null; then
-        log "stopping Dovecot"
-        kill -TERM "$pid" 2>/dev/null
-        # Its master takes a few seconds to collect its children.
-        if ! wait_pid_gone "$pid" 150; then
-            kill -KILL "$pid" 2>/dev/null
-        fi
-    fi
+    # Its master takes a few seconds to collect its children.
+    stop_pidfile Dovecot "$DOVECOT_PIDFILE" 150
     DOVECOT_PIDFILE=""
 }
 
@@ -224,17 +231,7 @@ cleanup() {
         fi
         wait "$CHROMA_PID" 2>/dev/null
     fi
-    if [[ -n $REDIS_PIDFILE && -s $REDIS_PIDFILE ]]; then
-        local redis_pid
-        redis_pid="$(cat "$REDIS_PIDFILE")"
-        if kill -0 "$redis_pid" 2>/dev/null; then
-            log "stopping Redis"
-            kill -TERM "$redis_pid" 2>/dev/null
-            if ! wait_pid_gone "$redis_pid" 100; then
-                kill -KILL "$redis_pid" 2>/dev/null
-            fi
-        fi
-    fi
+    stop_pidfile Redis "$REDIS_PIDFILE" 100
     if [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
         log "stopping PostgreSQL"
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null
