@@ -92,6 +92,50 @@ def slack_manifest(url: Annotated[str, typer.Option(
         raise typer.Exit(2) from None
 
 
+email_app = typer.Typer(help="The email channel: see what autotrain reads from a reply.",
+                        no_args_is_help=True)
+app.add_typer(email_app, name="email")
+
+
+@email_app.command("parse")
+def email_parse(file: Annotated[Path, typer.Argument(
+        help="An RFC 822 message (.eml), or just the text of a reply")]) -> None:
+    """Show, as JSON, what autotrain reads from an email reply; changes nothing.
+
+    Its new text, the commands in it and the lines it could not read, or why it gets no action.
+    """
+    import os
+    from datetime import date
+
+    from bot.mail.commands import read_commands
+    from bot.mail.parse import Ignored, is_message, read_mail, reply_text
+
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        typer.secho(f"cannot read {file}: {exc.strerror or exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    out: dict[str, Any]
+    if is_message(raw):
+        own = [os.environ["EMAIL_FROM"]] if os.environ.get("EMAIL_FROM") else []
+        mail = read_mail(raw, own_addresses=own)
+        out = {"text": mail.text, "ignored": mail.ignored, "sender": mail.sender,
+               "message_id": mail.message_id, "subject": mail.subject}
+    else:
+        text = reply_text(raw.decode("utf-8", errors="replace"))
+        out = {"text": text, "ignored": None if text else Ignored.no_text, "sender": None,
+               "message_id": None, "subject": ""}
+    # A message that gets no action shows no commands: none of them would be applied.
+    read = read_commands(out["text"], today=date.today()) if out["ignored"] is None else None
+    typer.echo(json.dumps({
+        "text": out["text"],
+        "commands": [c.public() for c in read.commands] if read else [],
+        "problems": read.problems if read else [],
+        "ignored": out["ignored"].value if out["ignored"] else None,
+        "sender": out["sender"], "message_id": out["message_id"], "subject": out["subject"],
+    }, indent=2, ensure_ascii=False))
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000,
           data_dir: Annotated[Path | None,

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from bot.mail.commands import ReplyCommand, read_commands
-from bot.mail.parse import MAX_BYTES, Ignored, read_mail, reply_key, reply_text
+from bot.mail.parse import MAX_BYTES, Ignored, is_message, read_mail, reply_key, reply_text
+from cli import app as cli_app
 
 TODAY = date(2026, 6, 1)
 NEW = "approve 1 3\nreject 2 wrong info"
@@ -631,3 +636,60 @@ def test_the_first_fitting_address_wins() -> None:
     other = "ZyXwVuTsRqPoNmLkJiHg"
     assert reply_key([f"autotrain+{other}@support.example.com",
                       f"autotrain+{KEY}@support.example.com"], TEMPLATE) == other
+
+
+# --- autotrain email parse -------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(cli_app, ["email", "parse", *args])
+
+
+def test_cli_prints_what_a_message_would_do(tmp_path: Path) -> None:
+    eml = tmp_path / "reply.eml"
+    # "approve x" below the quote is new text too (a bottom post), and cannot be read.
+    eml.write_bytes(message(PLAIN_REPLIES["gmail"] + "\napprove x"))
+    result = _cli(str(eml))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out == {
+        "text": NEW + "\n\napprove x",
+        "commands": [{"action": "approve", "item": 1}, {"action": "approve", "item": 3},
+                     {"action": "reject", "item": 2, "reason": "wrong_information"}],
+        "problems": ['"approve x": x is not an item number'], "ignored": None,
+        "sender": "manager@example.com",
+        "message_id": "reply-1@mail.example.com",
+        "subject": "Re: Acme bot - 3 suggestions to review"}
+
+
+def test_cli_reads_a_plain_text_reply_without_headers(tmp_path: Path) -> None:
+    body = tmp_path / "reply.txt"
+    body.write_text("Grüße,\napprove 2\napprove zwei\n\n> approve 9\n", encoding="utf-8")
+    out = json.loads(_cli(str(body)).stdout)
+    assert out["text"] == "Grüße,\napprove 2\napprove zwei"
+    assert out["commands"] == [{"action": "approve", "item": 2}]
+    assert out["problems"] == ['"approve zwei": zwei is not an item number']
+    assert (out["ignored"], out["sender"], out["message_id"]) == (None, None, None)
+
+
+def test_cli_shows_no_commands_for_a_message_that_gets_no_action(tmp_path: Path) -> None:
+    eml = tmp_path / "ooo.eml"
+    eml.write_bytes(message(headers="Auto-Submitted: auto-replied\r\n"))
+    out = json.loads(_cli(str(eml)).stdout)
+    assert out["ignored"] == "auto_reply"
+    assert out["commands"] == [] and out["text"] == NEW
+
+
+def test_cli_says_why_a_file_cannot_be_read(tmp_path: Path) -> None:
+    result = _cli(str(tmp_path / "missing.eml"))
+    assert result.exit_code == 2
+    assert "cannot read" in result.stderr and "missing.eml" in result.stderr
+    assert _cli(str(tmp_path)).exit_code == 2
+
+
+def test_headers_at_the_top_make_a_message_and_text_does_not() -> None:
+    assert is_message(message())
+    assert is_message(b"\r\nSubject: hi\r\n\r\napprove 1")
+    assert not is_message(b"approve 1\n\nFrom: Autotrain <a@b.example>\nSent: Monday\n")
+    assert not is_message("Grüße: approve 1".encode())
+    assert not is_message(b"")
