@@ -29,6 +29,7 @@ MAX_BYTES = 10 * 1024 * 1024
 # The new text is at the top (or between quotes near it); past this much text nothing a person
 # typed as a reply is expected, and the quote-finding rules stay fast on pathological bodies.
 MAX_TEXT_CHARS = 200_000
+MAX_HTML_CHARS = 2_000_000
 OWN_HEADER = "X-Autotrain-Mail"
 
 
@@ -481,8 +482,10 @@ QUOTE_MARK = "\ue000"  # a quoted block was here; what follows it may be new (a 
 CUT_MARK = "\ue001"  # history starts here and runs to the end
 
 # Elements after which everything is history (Outlook, Exchange, Zimbra, Thunderbird forwards).
+# Outlook prefixes the ids with "x_" when a message it quotes is quoted again.
 _HTML_CUT = (
-    "//*[@id='divRplyFwdMsg' or @id='appendonsend' or @id='OLK_SRC_BODY_SECTION'"
+    "//*[contains(@id, 'divRplyFwdMsg') or contains(@id, 'appendonsend')"
+    " or contains(@id, 'OLK_SRC_BODY_SECTION')"
     " or @id='mail-editor-reference-message-container' or @id='isForwardContent'"
     " or @name='messageReplySection' or @data-marker='__QUOTED_TEXT__'"
     " or @data-marker='__HEADERS__']"
@@ -493,7 +496,7 @@ _HTML_CUT = (
 # Quoted blocks a person may write below (Gmail, Apple Mail, Thunderbird, Yahoo, Proton).
 _HTML_QUOTE = (
     "//blockquote"
-    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
+    " | //*[contains(@class, 'gmail_quote')]"
     " | //*[contains(@class, 'yahoo_quoted')]"
     " | //*[contains(@class, 'protonmail_quote')]"
     " | //div[@name='quote']"
@@ -514,13 +517,14 @@ _INSCRIPTIS = ParserConfig(display_links=False, display_images=False)
 def _html_to_text(html: str, *, trim: bool) -> str:
     """Plain text of an HTML body; with `trim`, quoted history is replaced by QUOTE_MARK and
     CUT_MARK lines first, so `reply_text` can tell it from the new text."""
-    html = _XML_DECLARATION.sub("", html, count=1).strip()
+    # The new text is at the top; a few megabytes of HTML below it only cost time.
+    html = _XML_DECLARATION.sub("", html[:MAX_HTML_CHARS], count=1).strip()
     if not html:
         return ""
     try:
         tree = lxml.html.document_fromstring(html)
-    except Exception:  # not HTML after all: read it as text rather than lose it
-        return html
+    except Exception:  # nothing lxml can build a tree from: its text without the tags
+        return re.sub(r"<[^>]*>", " ", html)
     for el in tree.xpath(_HTML_NOISE):
         _replace(el, None)
     if trim:
@@ -572,15 +576,19 @@ _SPACES = re.compile("[\u00a0\u2007\u202f\u3000\t ]+")
 
 # Keys of the header block a client writes above the message it quotes or forwards
 # ("From: … Sent: … To: … Subject: …"), in the languages managers are likely to use.
-_FROM_KEYS = ("from|von|de|da|van|fra|från|od|от|от кого|feladó|lähettäjä|kimden|afzender|"
-              "remitente|mittente|expéditeur|发件人|寄件者|差出人|보낸 사람|보낸사람|αποστολέας")
-_SENT_KEYS = ("sent|date|gesendet|datum|envoyé|enviado|enviada|inviato|verzonden|sendt|skickat|"
-              "wysłano|wysłane|data|дата|отправлено|fecha|gönderildi|tarih|lähetetty|"
-              "päivämäärä|elküldve|dátum|odesláno|发送时间|日期|送信日時|日時|보낸 날짜|날짜")
-_TO_KEYS = ("to|an|à|a|para|aan|til|till|do|кому|收件人|宛先|받는 사람|címzett|vastaanottaja|"
-            "kime|komu|per")
-_SUBJECT_KEYS = ("subject|betreff|objet|asunto|oggetto|onderwerp|emne|ämne|temat|тема|主题|件名|"
-                 "제목|tárgy|aihe|konu|předmět|assunto|onderwerp")
+_FROM_KEYS = ("from|von|de|de la|da|van|fra|från|od|от|от кого|від|feladó|lähettäjä|kimden|"
+              "afzender|remitente|mittente|expéditeur|šalje|dari|từ|από|αποστολέας|מאת|من|"
+              "发件人|寄件者|差出人|보낸 사람|보낸사람")
+_SENT_KEYS = ("sent|date|gesendet|datum|envoyé|enviado|enviada|enviat|inviato|verzonden|sendt|"
+              "skickat|wysłano|wysłane|data|дата|отправлено|надіслано|fecha|gönderildi|tarih|"
+              "lähetetty|päivämäärä|elküldve|dátum|odesláno|odoslané|trimis|poslano|dikirim|"
+              "đã gửi|στάλθηκε|ημερομηνία|נשלח|تم الإرسال|"
+              "发送时间|日期|送信日時|日時|보낸 날짜|날짜")
+_TO_KEYS = ("to|an|à|a|para|per a|aan|til|till|do|кому|收件人|宛先|받는 사람|címzett|"
+            "vastaanottaja|kime|komu|către|prima|kepada|đến|προς|אל|إلى|per")
+_SUBJECT_KEYS = ("subject|betreff|objet|asunto|assumpte|oggetto|onderwerp|emne|ämne|temat|тема|"
+                 "主题|件名|제목|tárgy|aihe|konu|předmět|predmet|assunto|subiect|subjek|chủ đề|"
+                 "θέμα|נושא|الموضوع")
 _CC_KEYS = "cc|kopie|kopi|kopia|copie|dw|копия|抄送|参照|참조"
 _KEY_KINDS = {"from": _FROM_KEYS, "sent": _SENT_KEYS, "to": _TO_KEYS, "subject": _SUBJECT_KEYS,
               "cc": _CC_KEYS}
@@ -651,10 +659,13 @@ _WROTE_START = re.compile(
 _WROTE_ANY = re.compile(
     r"^.{0,300}(?:(?:\bwrote|\ba\s+écrit|\bescribió|\bha\s+scritto|\bescreveu|\bkirjoitti|"
     r"\bírta|\byazdı|\bнаписал(?:а|\(а\))?|\bпишет|\bnapsal(?:a|\(a\))?|"
-    r"\bnapisał(?:a|\(a\))?)\s*|(?:\bskrev|\bschrieb|\bschreef|\bwrote\s+on)\b.{0,200}|"
+    r"\bnapisał(?:a|\(a\))?|\bnapísal(?:a|\(a\))?|\bnapisao|\bnapisala|\bнаписав|\bпише|"
+    r"\ba\s+scris|\bva\s+escriure|\bmenulis|đã\s+viết|\brašė|\bkirjutas|\brakstīja|"
+    r"\bskrifaði|έγραψε|כתב|كتب)\s*|(?:\bskrev|\bschrieb|\bschreef|\bwrote\s+on)\b.{0,200}|"
     r"(?:写道|のメッセージ|님이\s*작성\w*))[:：]\s*$", re.IGNORECASE)
-# A line ending in ":" that names a sender or a time, right above a quoted block (Yandex's
-# '26.06.2014, 14:41, "Name" <a@b>:', Mail.ru's '... от Name <a@b>:').
+# What a header line has that a sentence rarely does: an address, a time or a date. A line ending
+# in ":" with one of them right above a quoted block is that block's header whatever the language
+# (Yandex's '26.06.2014, 14:41, "Name" <a@b>:', Mail.ru's '... от Name <a@b>:').
 _NAMES_SOMEONE = re.compile(r"@|\d{1,2}:\d{2}|\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
 
 # mail-parser-reply's reply-header patterns in every language it knows (one compiled regex): a
@@ -688,6 +699,7 @@ def reply_text(body: str) -> str:
                 continue
             break  # unmarked history follows the header: the rest is old
         if (line.endswith((":", "：")) and len(line) <= 400 and _NAMES_SOMEONE.search(line)
+                and not starts_command(line)
                 and (j := _skip_blank(lines, i + 1)) < n and _is_quoted(lines[j])):
             i = _skip_quote(lines, j)
             continue
@@ -741,7 +753,11 @@ def _is_cut(lines: Sequence[str], i: int) -> bool:
     line = lines[i]
     if not line:
         return False
-    return (CUT_MARK in line or bool(_SIG_DASHES.match(line)) or bool(_RULE.match(line))
+    if CUT_MARK in line:
+        return True
+    if starts_command(line):  # history never starts with one; a command is never cut off
+        return False
+    return (bool(_SIG_DASHES.match(line)) or bool(_RULE.match(line))
             or bool(_ORIGINAL.match(line)) or bool(_SENT_FROM.match(line))
             or bool(_DISCLAIMER.search(line)) or _header_block(lines, i) > 0)
 
@@ -775,11 +791,11 @@ def _wrote_header(lines: Sequence[str], i: int) -> int:
     wrapped over up to four lines counts when its first line starts like one and carries a
     date, and no line of it reads like a sentence or a command."""
     first = lines[i]
-    if not first or len(first) > 400 or _is_quoted(first):
+    if not first or len(first) > 400 or _is_quoted(first) or starts_command(first):
         return 0
     if _WROTE_START.match(first) or (_WROTE_ANY.match(first) and _NAMES_SOMEONE.search(first)):
         return 1
-    if not re.search(r"\d", first) or first.endswith((".", "!", "?")) or starts_command(first):
+    if not re.search(r"\d", first) or first.endswith((".", "!", "?")):
         return 0
     joined = first
     for k in range(i + 1, min(i + 4, len(lines))):

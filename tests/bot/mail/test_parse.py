@@ -693,3 +693,12 @@ def test_headers_at_the_top_make_a_message_and_text_does_not() -> None:
     assert not is_message(b"approve 1\n\nFrom: Autotrain <a@b.example>\nSent: Monday\n")
     assert not is_message("Grüße: approve 1".encode())
     assert not is_message(b"")
+
+
+@pytest.mark.parametrize("line", [
+    "reject 2 confidential: not for the intended recipient of the answer",
+    "reject 2 as Anna wrote on 2026-05-30:",
+    "approve 3 -- thanks",
+])
+def test_a_command_line_is_never_taken_for_history(line: str) -> None:
+    assert reply_text(f"{line}\n\n> approve 9\n") == line
