@@ -655,7 +655,12 @@ _WROTE_START = re.compile(
     r"|(?:dnia|w\s+dniu)\b.{0,300}\b(?:napisał(?:a|\(a\))?|nadesłał|pisze)"
     r"|dne\b.{0,300}\bnapsal(?:a|\(a\))?"
     r"|\d{4}年\d{1,2}月\d{1,2}日.{0,300}"
-    r")\s*[:：]\s*$", re.IGNORECASE)
+    r")\s*(?:[:：]|-{2,})\s*$", re.IGNORECASE)  # Zoho ends it "wrote ----"
+# How a wrapped header's first line starts: a word of its own or a date (Gmail's
+# "2016-03-03 17:21 GMT+01:00 Name <a@b>:").
+_HEADER_OPENER = re.compile(
+    r"^[\s-]*(?:(?:on|am|le|el|il|op|em|den|dnia|dne)\b|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"
+    r"|\d{1,2}[./]\d{1,2}[./]\d{2,4}\b)", re.IGNORECASE)
 _WROTE_ANY = re.compile(
     r"^.{0,300}(?:(?:\bwrote|\ba\s+écrit|\bescribió|\bha\s+scritto|\bescreveu|\bkirjoitti|"
     r"\bírta|\byazdı|\bнаписал(?:а|\(а\))?|\bпишет|\bnapsal(?:a|\(a\))?|"
@@ -693,14 +698,16 @@ def reply_text(body: str) -> str:
             break
         span = _wrote_header(lines, i) or headers.get(i, 0)
         if span:
+            if not _HEADER_OPENER.match(line):
+                _drop_wrapped_attribution(keep)
             j = _skip_blank(lines, i + span)
             if j < n and _is_quoted(lines[j]):
                 i = _skip_quote(lines, j)
                 continue
             break  # unmarked history follows the header: the rest is old
-        if (line.endswith((":", "：")) and len(line) <= 400 and _NAMES_SOMEONE.search(line)
-                and not starts_command(line)
-                and (j := _skip_blank(lines, i + 1)) < n and _is_quoted(lines[j])):
+        if (_looks_like_attribution(line) and (j := _skip_blank(lines, i + 1)) < n
+                and _is_quoted(lines[j])):
+            _drop_wrapped_attribution(keep)
             i = _skip_quote(lines, j)
             continue
         # A gateway's banner sits above what the person wrote; it goes, a command never does.
@@ -708,6 +715,28 @@ def reply_text(body: str) -> str:
             keep.append(line)
         i += 1
     return _tidy(_without_closing_signature(keep))
+
+
+def _looks_like_attribution(line: str) -> bool:
+    """A line that may head the quoted block right below it in any language: it ends in ":"
+    and names an address, a time or a date, or it starts with a date and names an address."""
+    if len(line) > 400 or starts_command(line):
+        return False
+    if line.endswith((":", "：")):
+        return bool(_NAMES_SOMEONE.search(line))
+    return bool(_HEADER_OPENER.match(line) and re.search(r"\d", line) and "@" in line)
+
+
+def _drop_wrapped_attribution(keep: list[str]) -> None:
+    """Drop the first part of a header wrapped onto the lines right above it ("Name <a@b>
+    schrieb am Fr., 28." above "Apr. 2017 um 11:53 Uhr:")."""
+    above = 0
+    while (above < 2 and len(keep) > above and keep[-1 - above]
+           and len(keep[-1 - above]) <= 200 and not keep[-1 - above].endswith(("!", "?"))
+           and not starts_command(keep[-1 - above])):
+        above += 1
+    if above and re.search(r"[\d@<]", keep[-above]):
+        del keep[-above:]
 
 
 def _normalise(text: str) -> str:
@@ -728,11 +757,15 @@ def _tidy(lines: Sequence[str]) -> str:
     return "\n".join(out).strip()
 
 
-_ONLY_RULE = re.compile(r"^[-_=*~#.]+$")
+_ONLY_RULE = re.compile(r"^[-_=*~#.+ᐧ]+$")  # ᐧ: a mail tracker's invisible-looking mark
+
+
+# ">" and what some clients quote with instead: "|" and Supercite's initials ("JS> ").
+_QUOTE_PREFIX = re.compile(r"^\s*(?:>|\||[A-Za-z]{1,3}>)")
 
 
 def _is_quoted(line: str) -> bool:
-    return line.lstrip().startswith(">") or QUOTE_MARK in line
+    return bool(_QUOTE_PREFIX.match(line)) or QUOTE_MARK in line
 
 
 def _skip_blank(lines: Sequence[str], i: int) -> int:
@@ -787,20 +820,24 @@ def _header_block(lines: Sequence[str], i: int) -> int:
 
 
 def _wrote_header(lines: Sequence[str], i: int) -> int:
-    """Number of lines of an "On … wrote:" header starting at line i (0 if none); a header
-    wrapped over up to four lines counts when its first line starts like one and carries a
-    date, and no line of it reads like a sentence or a command."""
+    """Number of lines of an "On … wrote:" header starting at line i (0 if none). A header
+    wrapped over several lines (even with blank lines or a "> " in it, as some clients break
+    them) counts when its first line starts like one and carries a date, and no line of it
+    reads like a sentence or a command."""
     first = lines[i]
     if not first or len(first) > 400 or _is_quoted(first) or starts_command(first):
         return 0
     if _WROTE_START.match(first) or (_WROTE_ANY.match(first) and _NAMES_SOMEONE.search(first)):
         return 1
-    if not re.search(r"\d", first) or first.endswith((".", "!", "?")):
+    if (not re.search(r"\d", first) or first.endswith((".", "!", "?"))
+            or not _HEADER_OPENER.match(first)):
         return 0
     joined = first
-    for k in range(i + 1, min(i + 4, len(lines))):
-        line = lines[k]
-        if not line or _is_quoted(line) or line.endswith((".", "!", "?")):
+    for k in range(i + 1, min(i + 8, len(lines))):
+        line = lines[k].lstrip("> ").strip()
+        if not line:
+            continue
+        if len(line) > 200 or line.endswith((".", "!", "?")) or starts_command(line):
             break
         joined = f"{joined} {line}"
         if len(joined) > 400:
@@ -852,6 +889,8 @@ def _without_closing_signature(lines: list[str]) -> list[str]:
     line looks like a command, so a command is never taken for a signature."""
     filled = [k for k, line in enumerate(lines) if line.strip()]
     for k in reversed(filled[-6:]):
+        if k == filled[0]:
+            break  # a reply that is only "Thank you." keeps it: that is what was written
         if _CLOSING_LINE.match(lines[k].strip()):
             tail = [line for line in lines[k + 1:] if line.strip()]
             if len(tail) <= 4 and all(len(t) <= 60 and not starts_command(t) for t in tail):

@@ -496,6 +496,16 @@ PLAIN_REPLIES = {
     "quote without header": f"{NEW}\n{D}",
     "caution banner": f"CAUTION: This email originated from outside of the organization.\n\n"
                       f"{NEW}\n\n{D}",
+    "zoho": f"{NEW}\n\n---- On Mon, 01 Jun 2026 09:00:00 +0200 Autotrain <a@b.example> wrote "
+            f"----\n\n{DIGEST}",
+    "header broken over blank lines": f"{NEW}\n\nOn Mon, 1 Jun 2026 at 09:00 Autotrain\n\n<\n"
+                                      f"mailto:Autotrain <a@b.example>\n> wrote:\n\n\n{DIGEST}",
+    "german wrapped": f"{NEW}\n\nAutotrain <a@b.example> schrieb am Mo., 1.\nJuni 2026 um "
+                      f"09:00 Uhr:\n\n{D}",
+    "russian wrapped": f"{NEW}\n\n1 июн. 2026 г. 9:00 пользователь \"Autotrain\" <\n"
+                       f"a@b.example> написал:\n\n{D}",
+    "pipe quoted": f"{NEW}\n\n2026/6/1 Autotrain <a@b.example>\n\n{quoted(DIGEST, '| ')}",
+    "supercite": f"{NEW}\n\n{quoted(DIGEST, 'AT> ')}",
 }
 
 
@@ -542,6 +552,11 @@ def test_signatures_and_closings_are_not_new_text() -> None:
 def test_a_command_after_thanks_is_not_taken_for_a_signature() -> None:
     body = "Thanks!\napprove 1\n\n> approve 9"
     assert reply_text(body) == "Thanks!\napprove 1"
+
+
+def test_a_reply_that_is_only_thanks_keeps_it() -> None:
+    mail = read_mail(message(f"Thank you.\n\n{D}"))
+    assert (mail.text, mail.ignored) == ("Thank you.", None)
 
 
 def test_a_disclaimer_below_the_reply_is_not_new_text() -> None:
