@@ -84,7 +84,8 @@ _SEPARATOR = re.compile(r"\s*(?:[,;]|\band\b|&|\bthen\b|\balso\b|\bplus\b)+\s*",
 # Bullets, "please", and a greeting or thanks before a command ("Hi team, approve 1").
 _LEAD = re.compile(
     r"^\s*(?:[-*•·–]+\s*)?"
-    r"(?:(?:hi|hello|hey|dear|thanks|thank\s+you|great|perfect|cool)(?:\s+\w+)?\s*[,!.:;]\s*)?"
+    r"(?:(?:hi|hello|hey|dear|thanks|thank\s+you|great|perfect|cool|ok|okay|yes)(?:\s+\w+)?"
+    r"\s*[,!.:;]\s*)?"
     r"(?:(?:please|pls|plz|kindly|also|and|then)\b[\s,]*)*", re.IGNORECASE)
 # What may follow a command without making it unreadable: "approve 1 3 please", "ok 2, thanks!".
 _FILLER = re.compile(
@@ -201,7 +202,7 @@ def _read_line(line: str, *, today: date
                 if scope is not None or len(items) != 1:
                     raise _Unreadable("edit takes exactly one item number")
                 # An edit's answer is the rest of the line (and the lines after): never split.
-                return out, None, (items[0], s[pos:].strip().lstrip(":=-–— ").strip())
+                return out, None, (items[0], s[pos:].strip().lstrip(":：=-–— ").strip())
             if action == "reject":
                 m = _NEXT_COMMAND.search(s, pos)
                 free, pos = (s[pos:m.start()], m.end()) if m else (s[pos:], len(s))

@@ -29,7 +29,8 @@ MAX_BYTES = 10 * 1024 * 1024
 # The new text is at the top (or between quotes near it); past this much text nothing a person
 # typed as a reply is expected, and the quote-finding rules stay fast on pathological bodies.
 MAX_TEXT_CHARS = 200_000
-MAX_HTML_CHARS = 2_000_000
+MAX_HTML_CHARS = 1_000_000
+MAX_FULL_TEXT_CHARS = 1_000_000  # full_text is for logs; a bigger body is cut there
 OWN_HEADER = "X-Autotrain-Mail"
 
 
@@ -117,7 +118,7 @@ def _read(msg: Message, *, own_addresses: Sequence[str], envelope_to: Sequence[s
           ) -> InboundMail:
     plain, html = _bodies(msg)
     if plain.strip() or not html:
-        full_text = _tidy(_normalise(plain).split("\n"))
+        full_text = _tidy(_normalise(plain[:MAX_FULL_TEXT_CHARS]).split("\n"))
         text = reply_text(plain)
     else:
         full_text = _tidy(_normalise(_html_to_text(html, trim=False)).split("\n"))
@@ -517,7 +518,7 @@ _INSCRIPTIS = ParserConfig(display_links=False, display_images=False)
 def _html_to_text(html: str, *, trim: bool) -> str:
     """Plain text of an HTML body; with `trim`, quoted history is replaced by QUOTE_MARK and
     CUT_MARK lines first, so `reply_text` can tell it from the new text."""
-    # The new text is at the top; a few megabytes of HTML below it only cost time.
+    # The new text is at the top; megabytes of HTML below it only cost time (seconds).
     html = _XML_DECLARATION.sub("", html[:MAX_HTML_CHARS], count=1).strip()
     if not html:
         return ""

@@ -48,6 +48,8 @@ def approve(*items: int) -> list[dict[str, object]]:
     ("please approve 4, thanks", [4]),
     ("Thanks, approved 1 and 3", [1, 3]),
     ("Hi team, approve 5", [5]),
+    ("OK, 1 and 3 approved", [1, 3]),
+    ("approve １ ３", [1, 3]),  # typed with a Japanese keyboard
 ])
 def test_approve_forms(text: str, items: list[int]) -> None:
     assert public(text) == approve(*items)
@@ -117,6 +119,11 @@ def test_edit_with_the_answer_on_the_next_lines_until_the_next_command() -> None
 def test_a_trailing_thanks_is_not_part_of_an_edit(ending: str) -> None:
     [command] = read(f"edit 4:\nReturns are free within 30 days.{ending}").commands
     assert command.answer == "Returns are free within 30 days."
+
+
+def test_an_answer_after_a_full_width_colon() -> None:
+    [command] = read("edit 4：営業時間は9時からです").commands
+    assert command.answer == "営業時間は9時からです"
 
 
 def test_an_answer_that_starts_with_a_number_is_the_answer() -> None:
@@ -200,7 +207,7 @@ def test_a_typical_phone_reply() -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "Thanks", "thank you!", "Cheers", "Hi", "Hello team,", "Dear all,",
+    "Thanks", "thank you!", "Cheers", "Hi", "Hello team,", "Dear all,", "Yes, 2 is wrong",
     "Hi, see below", "Ok, thanks", "No worries, all good", "Later today I'll check the rest.",
     "I think 2 is fine but let me check", "1. Thanks for the digest", "",
     "Sent from my phone", "Approval needs a second pair of eyes",
