@@ -316,11 +316,17 @@ def test_an_encoded_subject_in_a_japanese_charset_is_decoded() -> None:
     assert read_mail(raw).subject == "Re: 確認"
 
 
-def test_an_unknown_charset_is_read_with_replacement_characters() -> None:
+def test_an_unknown_charset_is_read_as_utf8_or_windows_1252_without_failing() -> None:
     body = NEW.encode() + b"\n\xe9t\xe9\n"
     mail = read_mail(message(body, charset="x-made-up"))
     assert mail.ignored is None
+    assert mail.text == NEW + "\nété"
     assert commands_of(message(body, charset="x-made-up")) == NEW_EXPECTED
+
+
+def test_undecodable_bytes_in_a_known_charset_become_replacement_characters() -> None:
+    mail = read_mail(message(NEW.encode() + b"\n\x85\x40 ok\n", charset="shift_jis"))
+    assert mail.text.startswith(NEW + "\n") and "\ufffd" in mail.text
 
 
 def test_eight_bit_text_without_a_charset_is_read_as_windows_1252() -> None:
