@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import worker
-from api.routes import bots, channels, conversations, kb, review
+from api.routes import bots, channels, conversations, email, kb, review
+from bot.mail.service import build_mail
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
@@ -89,10 +90,12 @@ class BodyLimit:
 class InProcessJobs:
     """The embedded default's scheduler: the worker's job functions on timers, in this process."""
 
-    def __init__(self, services: Services, slack: Any = None) -> None:
+    def __init__(self, services: Services, slack: Any = None, mail: Any = None) -> None:
         self.ctx: dict[str, Any] = {"services": services}
         if slack is not None:
             self.ctx["slack"] = slack
+        if mail is not None:
+            self.ctx["mail"] = mail
         self.interval = services.settings.cycle_interval_minutes * 60
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -115,6 +118,13 @@ class InProcessJobs:
             # Cards for critical suggestions, announcements, and cards decided elsewhere.
             self.tasks.append(asyncio.create_task(
                 self._every(worker.SLACK_ROUND_SECONDS, worker.slack_round, 2)))
+        # Scheduled digests by email (files in the outbox when SMTP is off) and retries.
+        self.tasks.append(asyncio.create_task(
+            self._every(worker.EMAIL_ROUND_SECONDS, worker.email_round, 3)))
+        settings = self.ctx["services"].settings
+        if settings.imap_enabled:
+            self.tasks.append(asyncio.create_task(
+                self._every(settings.imap_poll_seconds, worker.imap_poll, 4)))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -148,14 +158,21 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         svc: Services = app.state.services
         if getattr(app.state, "slack", None) is None:
             _mount_slack(app, svc)  # services built just now
+        if getattr(app.state, "mail", None) is None:
+            app.state.mail = build_mail(svc.settings, svc.review)
         run_jobs = background_jobs if background_jobs is not None else not svc.settings.redis_url
-        jobs = InProcessJobs(svc, getattr(app.state, "slack", None)) if run_jobs else None
+        jobs = InProcessJobs(svc, getattr(app.state, "slack", None),
+                             app.state.mail) if run_jobs else None
         if jobs:
             jobs.start()
         homes = _refresh_homes_task(app) if background_jobs is not False else None
+        # On app.state: with port 0 (tests, benchmarks) the bound port is read from it.
+        listener = app.state.smtp_listener = await _smtp_listener(app.state.mail)
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             if homes is not None:
                 homes.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -211,11 +228,13 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (bots, kb, conversations, review, channels):
+    for module in (bots, kb, conversations, review, channels, email):
         app.include_router(module.router)
     app.state.slack = None
+    app.state.mail = None
     if services is not None:
         _mount_slack(app, services)
+        app.state.mail = build_mail(services.settings, services.review)
     return app
 
 
@@ -233,6 +252,23 @@ def _refresh_homes_task(app: FastAPI) -> asyncio.Task[None] | None:
             deps.changed()
 
     return asyncio.create_task(loop())
+
+
+async def _smtp_listener(mail: Any) -> Any:
+    """The built-in SMTP listener for replies, when AUTOTRAIN_SMTP_LISTEN_PORT is set: only
+    mail for the reply address's domain is accepted."""
+    settings = mail.settings
+    if settings.smtp_listen_port is None:
+        return None
+    from bot.mail.smtp_listener import start_smtp_listener
+
+    domains = [settings.email_reply_to.rsplit("@", 1)[1]] if settings.email_reply_to else []
+    listener = await start_smtp_listener(mail.inbound, host=settings.smtp_listen_host,
+                                         port=settings.smtp_listen_port,
+                                         max_bytes=settings.email_max_bytes,
+                                         accept_domains=domains)
+    log.info("replies by SMTP on %s:%d", settings.smtp_listen_host, listener.port)
+    return listener
 
 
 def _mount_slack(app: FastAPI, services: Services) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import logging
@@ -20,13 +21,15 @@ from core.conversations import MAX_BATCH, ConversationIn, check_batch, store_con
 from core.db import session_scope
 from core.errors import DomainError, InvalidInput, NotFound
 from core.models import Bot
-from core.policy.commands import Actor, Channel, CreateEntry
+from core.policy.commands import Actor, Channel, CreateEntry, UpdateSettings
 from core.services import Services, build_core_services
 from core.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="autotrain: keeps a support chatbot learning from its conversations.",
                   no_args_is_help=True, add_completion=False)
 CLI_ACTOR = Actor(name="cli", channel=Channel.cli)
+# The demo bot's reviewer: the digest `demo` writes to the outbox is addressed to them.
+DEMO_MANAGER = "manager@voltcart.example"
 
 
 def _settings(data_dir: Path | None = None) -> Settings:
@@ -139,13 +142,19 @@ def email_parse(file: Annotated[Path, typer.Argument(
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000,
           data_dir: Annotated[Path | None,
-                              typer.Option(help="Overrides AUTOTRAIN_DATA_DIR")] = None) -> None:
+                              typer.Option(help="Overrides AUTOTRAIN_DATA_DIR")] = None,
+          smtp_port: Annotated[int | None, typer.Option(
+              help="Receive replies by SMTP on this port (overrides "
+                   "AUTOTRAIN_SMTP_LISTEN_PORT; bound to AUTOTRAIN_SMTP_LISTEN_HOST, "
+                   "127.0.0.1 by default)", min=0, max=65535)] = None) -> None:
     """Run the HTTP API (and, without REDIS_URL, the scheduled jobs in this process)."""
     import uvicorn
 
     from app import create_app
 
     settings = _settings(data_dir)
+    if smtp_port is not None:
+        settings = settings.model_copy(update={"smtp_listen_port": smtp_port})
     _logging(settings)
     svc = _services(settings)
     _announce_admin_key(svc)
@@ -333,7 +342,8 @@ def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the 
     _logging(settings)
     svc = _services(settings)
     _announce_admin_key(svc)
-    from bot.email import FileMailer, digest_view, render_digest
+    from bot.mail.digest import send_digest
+    from bot.mail.send import FileMailer
 
     now = datetime.now(UTC)
     summary = load_demo(svc, now=now)
@@ -341,15 +351,11 @@ def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the 
     if summary.suggestions:
         # Email is off on the embedded default: the digest a manager would get is a file.
         bot = svc.review.bot(summary.bot_slug)
-        news = svc.review.pending_announcements(bot, Channel.email)
-        content = render_digest(digest_view(
-            bot_name="Voltcart support (demo)", bot_slug=summary.bot_slug,
-            suggestions=summary.suggestions, generated_at=now, base_url=base_url,
-            announcements=news))
-        summary.digest_path = FileMailer(
-            settings.mail_outbox_dir, sender=settings.email_from
-        ).send(to=["manager@voltcart.example"], content=content)
-        svc.review.mark_delivered(bot, Channel.email, [n.id for n in news], at=now)
+        svc.review.execute(UpdateSettings(bot_id=bot.id, actor=CLI_ACTOR,
+                                          patch={"email_recipients": [DEMO_MANAGER]}), bot=bot)
+        mailer = FileMailer(settings.mail_outbox_dir)
+        asyncio.run(send_digest(svc.review, settings, mailer, svc.review.bot(bot.slug)))
+        summary.digest_path = str(mailer.written[-1]) if mailer.written else None
     typer.echo(summary.report(base_url=base_url))
     if serve_after:
         import uvicorn

@@ -21,6 +21,8 @@ log = logging.getLogger("autotrain.worker")
 
 # How often cards, announcements and card updates are pushed to Slack.
 SLACK_ROUND_SECONDS = 10
+# Digests are due at most once a day per bot; a failed send is retried from its backoff.
+EMAIL_ROUND_SECONDS = 30
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -64,6 +66,52 @@ async def slack_round(ctx: dict[str, Any]) -> dict[str, int]:
             "announcements": len(report.announcements), "failures": report.failures}
 
 
+async def email_round(ctx: dict[str, Any]) -> dict[str, int]:
+    """Send what is due by email: scheduled digests (as .eml files in the outbox when SMTP
+    is off) and retries of messages that failed before."""
+    from bot.mail.digest import email_round as send
+
+    mail = _mail(ctx)
+    report = await send(mail.review, mail.settings, mail.mailer)
+    if report.failed:
+        log.warning("email: %d messages not sent; retried with backoff", report.failed)
+    return {"digests": len(report.digests), "sent": report.sent, "failed": report.failed}
+
+
+async def imap_poll(ctx: dict[str, Any]) -> dict[str, int]:
+    """Fetch replies from the IMAP mailbox, when one is configured."""
+    from bot.mail.imap import ImapError, poll_once
+
+    mail = _mail(ctx)
+    if not mail.settings.imap_enabled:
+        return {}
+    try:
+        handed = await poll_once(imap_settings(mail.settings), mail.inbound)
+    except ImapError as exc:
+        log.warning("imap: %s; tried again next round", exc)
+        return {"failed": 1}
+    return {"received": handed}
+
+
+def imap_settings(settings: Any) -> Any:
+    from bot.mail.imap import ImapSettings
+
+    assert settings.imap_host and settings.imap_username and settings.imap_password
+    return ImapSettings(host=settings.imap_host, port=settings.imap_port,
+                        username=settings.imap_username,
+                        password=settings.imap_password.get_secret_value(),
+                        mailbox=settings.imap_mailbox, tls=settings.imap_tls)
+
+
+def _mail(ctx: dict[str, Any]) -> Any:
+    if "mail" not in ctx:
+        from bot.mail.service import build_mail
+
+        svc = _services(ctx)
+        ctx["mail"] = build_mail(svc.settings, svc.review)
+    return ctx["mail"]
+
+
 def bot_ids(svc: Services) -> list[str]:
     with Session(svc.engine) as session:
         return list(session.exec(select(Bot.id).order_by(col(Bot.created_at))))
@@ -104,6 +152,15 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         svc.close()
 
 
+def _imap_cron(every: int) -> Any:
+    from arq import cron
+
+    if every < 60:
+        return cron(imap_poll, second=set(range(0, 60, every)), unique=True)
+    return cron(imap_poll, minute=set(range(0, 60, max(1, every // 60))), second={20},
+                unique=True)
+
+
 def _worker_settings() -> type:
     from arq import cron
     from arq.connections import RedisSettings
@@ -115,9 +172,12 @@ def _worker_settings() -> type:
     minutes = settings.cycle_interval_minutes
 
     class WorkerSettings:
-        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots, slack_round]
+        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots, slack_round,
+                               email_round, imap_poll]
         cron_jobs: ClassVar = [
             cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True),
+            cron(email_round, second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True),
+            _imap_cron(settings.imap_poll_seconds),
             cron(cycle_all_bots, minute=set(range(0, 60, min(minutes, 60))) if minutes < 60
                  else {0}, unique=True),
             cron(relay_outbox, second={0, 15, 30, 45}, unique=True),

@@ -15,8 +15,10 @@ router = APIRouter(prefix="/api/v1", tags=["channels"])
 @router.post("/bots/{slug}/digest")
 async def send_digest(bot: BotDep, request: Request, _: AdminDep) -> dict[str, Any]:
     """Send the review digest now, whatever `notify_frequency` says: on Slack one message
-    with the period's numbers and the most urgent suggestions that have no card yet. Returns
+    with the period's numbers and the most urgent suggestions that have no card yet; by email
+    one message per recipient with the numbered queue and their own reply address. Returns
     what each channel sent, or why it sent nothing."""
+    from bot.mail.digest import send_digest as send_email_digest
     from bot.slack_notify import post_digest
 
     slack = getattr(request.app.state, "slack", None)
@@ -29,6 +31,6 @@ async def send_digest(bot: BotDep, request: Request, _: AdminDep) -> dict[str, A
         except SlackApiError as exc:
             slack_sent = {"sent": False, "reason": f"Slack refused the message: "
                                                    f"{exc.response.get('error')}"}
-    return {"slack": slack_sent,
-            "email": {"sent": False, "reason": "email digests are not configured for this "
-                      "bot (no email recipients)"}}
+    mail = request.app.state.mail
+    email_sent = await send_email_digest(mail.review, mail.settings, mail.mailer, bot)
+    return {"slack": slack_sent, "email": email_sent}

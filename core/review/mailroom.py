@@ -3,6 +3,7 @@ messages seen, refusal notices, spent link tokens and the outgoing mail queue.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -88,8 +89,9 @@ def _hash(value: str) -> str:
 
 
 def new_reply_key() -> str:
-    """144 random bits, URL-safe: fits in an address's local part."""
-    return secrets.token_urlsafe(18)
+    """160 random bits in lowercase base32 (32 characters of a-z and 2-7): address local
+    parts pass through systems that change their case, so the key must not depend on it."""
+    return base64.b32encode(secrets.token_bytes(20)).decode().lower()
 
 
 class Mailroom:
@@ -134,7 +136,7 @@ class Mailroom:
 
     def reply_key(self, key: str) -> ReplyKeyView | None:
         with Session(self.engine) as session:
-            row = session.get(ReplyKey, _hash(key))
+            row = session.get(ReplyKey, _hash(key.strip().lower()))
             if row is None:
                 return None
             return ReplyKeyView(digest_id=row.digest_id, bot_id=row.bot_id,

@@ -35,6 +35,8 @@ def test_the_scopes_cover_every_web_api_method_the_bot_calls() -> None:
              "views_open": None, "views_publish": None, "views_update": None}
     called = set()
     for path in (ROOT / "bot").rglob("*.py"):
+        if "mail" in path.relative_to(ROOT / "bot").parts:
+            continue  # the email channel's clients (IMAP) are not Slack's
         called |= set(re.findall(r"client\.(\w+)\(", path.read_text()))
     unknown = called - set(needs)
     assert not unknown, f"add the scopes these need: {unknown}"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from app import create_app
-from bot.email import digest_view, render_digest
+from bot.mail.render import Digest, DigestItem, render_digest
 from core.db import session_scope
 from core.errors import AlreadyDecided, NotFound
 from core.models import (
@@ -159,13 +159,14 @@ def test_one_order_for_the_door_the_digest_and_the_api(services: Services,
     door = [v.id for v in services.review.queue(a)]
     assert door == expected
 
-    digest = render_digest(digest_view(bot_name=a.name, bot_slug=a.slug,
-                                       suggestions=services.review.queue(a), generated_at=NOW,
-                                       base_url="http://127.0.0.1:8000"))
-    questions = [v.question for v in services.review.queue(a)]
-    positions = [digest.text.index(f"Question: {q}") for q in questions]
+    queue = services.review.queue(a)
+    digest = render_digest(Digest(
+        digest_id="d1", bot_name=a.name, bot_slug=a.slug, timezone="UTC", generated_at=NOW,
+        stats=services.review.stats(a), more=0, chart_png=None, reply_enabled=True,
+        announcements=[], items=[DigestItem(number=n, view=v, approve_url=None,
+                                            reject_url=None) for n, v in enumerate(queue, 1)]))
+    positions = [digest.text.index(v.question) for v in queue]
     assert positions == sorted(positions)
-    assert digest.text.index("1. [CRITICAL]") < digest.text.index("Charger for iPhone 15?")
 
     with TestClient(create_app(services, background_jobs=False)) as client:
         got = client.get(f"/api/v1/bots/{a.slug}/suggestions?status=pending",

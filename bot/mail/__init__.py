@@ -1,0 +1,1 @@
+"""The email channel: digests managers answer by replying, one-click links, inbound mail."""
