@@ -107,6 +107,13 @@ def _build(review: Review, settings: Settings, bot: BotRef, recipients: list[str
             "more": len(waiting) - len(shown), "mail_ids": mail_ids}
 
 
+def _worth_sending(review: Review, bot: BotRef) -> bool:
+    """A scheduled digest with nothing to decide and nothing to tell is not sent (it would
+    teach managers to ignore the next one); it goes once something arrives that period."""
+    return bool(review.queue(bot, status=SuggestionStatus.pending, limit=1)
+                or review.pending_announcements(bot, Channel.email, limit=1))
+
+
 def _first_critical_unsent(review: Review, bot: BotRef) -> str | None:
     waiting = review.unposted(bot, Channel.email, priority=Priority.critical)
     return waiting[0].id if waiting else None
@@ -128,8 +135,9 @@ async def email_round(review: Review, settings: Settings, mailer: Mailer, *,
             # Named after the first critical suggestion not emailed yet, so one process
             # sends it; the digest then records every item it showed as emailed.
             period = f"critical-{first[:23]}" if first else None
-        if period is None or not await asyncio.to_thread(review.record_digest, bot,
-                                                         Channel.email, period):
+        if period is None or not await asyncio.to_thread(_worth_sending, review, bot):
+            continue
+        if not await asyncio.to_thread(review.record_digest, bot, Channel.email, period):
             continue
         sent = await send_digest(review, settings, mailer, bot, period=period, at=at)
         report.digests.append(bot.slug)
