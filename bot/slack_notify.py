@@ -28,7 +28,7 @@ from bot.blocks import (
 )
 from core.policy.commands import Channel
 from core.review import BotRef, Review, SuggestionView
-from core.status import Priority
+from core.status import Priority, SuggestionStatus
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,11 @@ async def post_due_digest(review: Review, client: AsyncWebClient, bot: BotRef, *
     timezone and no process sent it yet."""
     report = report or SlackRound()
     period = await asyncio.to_thread(review.digest_due, bot, Channel.slack, at=at)
-    if period is None or not await asyncio.to_thread(review.record_digest, bot, Channel.slack,
-                                                     period):
+    # Nothing waiting: no digest (it goes once something arrives in the period).
+    if period is None or not await asyncio.to_thread(
+            review.queue, bot, status=SuggestionStatus.pending, limit=1):
+        return report
+    if not await asyncio.to_thread(review.record_digest, bot, Channel.slack, period):
         return report
     try:
         sent = await post_digest(review, client, bot)

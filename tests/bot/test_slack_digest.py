@@ -110,3 +110,20 @@ def test_a_due_digest_is_posted_by_the_round_once(slack_world: SlackWorld) -> No
     assert round_at(evening).digests == []  # sent once
     [post] = world.fake.calls_to("chat.postMessage")
     assert "Review digest" in json.dumps(post.blocks)
+
+
+def test_a_scheduled_digest_waits_until_there_is_something_to_review(slack_world: SlackWorld
+                                                                     ) -> None:
+    world = slack_world
+    bot = _frequency(world, "daily", timezone="UTC")
+    client = world.client.app.state.slack.client  # type: ignore[attr-defined]
+
+    def round_at(hour: int) -> SlackRound:
+        at = datetime(2026, 12, 2, hour, 0, tzinfo=UTC)
+        return world.client.portal.call(  # type: ignore[union-attr]
+            lambda: post_due_digest(world.svc.review, client, bot, at=at))
+
+    assert round_at(10).digests == []  # nothing pending: no "nothing to review" message
+    assert world.fake.calls_to("chat.postMessage") == []
+    world.suggestion(priority="low")
+    assert round_at(15).digests == [bot.slug]  # the same day, once there is
