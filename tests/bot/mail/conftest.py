@@ -3,11 +3,13 @@ manager reviews by email, and replies built the way mail clients build them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, cast
@@ -17,13 +19,14 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from app import create_app
+from bot.mail.service import MailDeps
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.models import Suggestion
 from core.policy.commands import Actor, Channel, UpdateSettings
 from core.review import BotRef
 from core.services import Services, build_core_services
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from tests.helpers import ADMIN_KEY
 from tests.mail_servers import SmtpRecorder, smtp_recorder
 
@@ -33,6 +36,8 @@ REPLY_TO = "autotrain+{key}@support.example"
 INBOUND_SECRET = "inbound-test-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SETUP = Actor(name="setup", channel=Channel.api)
+# Real messages from many mail clients and servers (see its README.md).
+FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "email-fixtures"
 
 
 @dataclass
@@ -42,11 +47,36 @@ class MailWorld:
     smtp: SmtpRecorder
     bot: BotRef
 
+    @property
+    def settings(self) -> Settings:
+        return self.svc.settings
+
+    @property
+    def mail(self) -> MailDeps:
+        """The app's email channel: its mailer, inbound pipeline and links."""
+        return cast(MailDeps, self.client.app.state.mail)  # type: ignore[attr-defined]
+
+    def add_bot(self, slug: str, *, recipients: list[str]) -> BotRef:
+        bot = self.svc.review.create_bot(slug=slug, name=slug.title())
+        self.svc.review.execute(UpdateSettings(bot_id=bot.id, actor=SETUP, patch={
+            "email_recipients": recipients}), bot=bot)
+        return self.svc.review.bot_by_id(bot.id)
+
+    def configure(self, bot: BotRef | None = None, **patch: Any) -> BotRef:
+        """Change a bot's settings through the review door; returns the bot as it is now."""
+        bot = bot or self.bot
+        self.svc.review.execute(UpdateSettings(bot_id=bot.id, actor=SETUP, patch=patch),
+                                bot=bot)
+        fresh = self.svc.review.bot_by_id(bot.id)
+        if bot.id == self.bot.id:
+            self.bot = fresh
+        return fresh
+
     def suggestion(self, *, question: str = "Do you ship to Canada?",
                    answer: str = "Yes, we ship to Canada in 5 to 8 business days.",
                    priority: str = "critical", confidence: int = 85,
-                   score: float = 7.0, **fields: Any) -> str:
-        sug = Suggestion(bot_id=self.bot.id, kind=fields.pop("kind", "new_answer"),
+                   score: float = 7.0, bot: BotRef | None = None, **fields: Any) -> str:
+        sug = Suggestion(bot_id=(bot or self.bot).id, kind=fields.pop("kind", "new_answer"),
                          priority=priority, score=score, confidence=confidence,
                          question=question, answer=answer,
                          variants=fields.pop("variants", ["ship to canada?"]),
@@ -55,24 +85,24 @@ class MailWorld:
             session.add(sug)
         return sug.id
 
-    def status(self, sid: str) -> str:
-        return self.svc.review.card(sid, bot=self.bot).status
+    def status(self, sid: str, *, bot: BotRef | None = None) -> str:
+        return self.svc.review.card(sid, bot=bot or self.bot).status
 
-    def answer(self, question: str) -> str | None:
-        return self.svc.answer(bot=self.svc.review.bot_by_id(self.bot.id),
+    def answer(self, question: str, *, bot: BotRef | None = None) -> str | None:
+        return self.svc.answer(bot=self.svc.review.bot_by_id((bot or self.bot).id),
                                question=question).answer
 
-    def send_digest(self) -> dict[str, Any]:
-        r = self.client.post(f"/api/v1/bots/{self.bot.slug}/digest", headers=ADMIN)
+    def send_digest(self, bot: BotRef | None = None) -> dict[str, Any]:
+        r = self.client.post(f"/api/v1/bots/{(bot or self.bot).slug}/digest", headers=ADMIN)
         assert r.status_code == 200, r.text
         return cast(dict[str, Any], r.json()["email"])
 
-    def digest(self) -> EmailMessage:
-        """Send a digest and return it as the manager's mail client got it."""
+    def digest(self, bot: BotRef | None = None) -> EmailMessage:
+        """Send a digest and return it as the (first) manager's mail client got it."""
         before = len(self.smtp.messages)
-        sent = self.send_digest()
+        sent = self.send_digest(bot)
         assert sent["sent"], sent
-        return self.smtp.wait_for(before + 1)[-1].message
+        return self.smtp.wait_for(before + 1)[before].message
 
     def post_inbound(self, raw: bytes, *, secret: str = INBOUND_SECRET,
                      content_type: str = "message/rfc822") -> Response:
@@ -112,24 +142,54 @@ def reply_to(digest: EmailMessage, new_text: str, *, sender: str = MANAGER,
     return bytes(msg)
 
 
+MakeMailWorld = Callable[..., MailWorld]
+
+
 @pytest.fixture
-def mail_world(tmp_path: Path, embedder: Embedder,
-               smtp_recorder: SmtpRecorder) -> Iterator[MailWorld]:
-    settings = load_settings(
-        AUTOTRAIN_DATA_DIR=tmp_path / "data", AUTOTRAIN_API_KEY=ADMIN_KEY, DATABASE_URL="",
-        CHROMA_URL="", REDIS_URL="", SLACK_BOT_TOKEN="", SLACK_SIGNING_SECRET="",
-        SMTP_HOST=smtp_recorder.host, SMTP_PORT=smtp_recorder.port, SMTP_TLS="none",
-        EMAIL_FROM=f"autotrain <{OURS}>", EMAIL_REPLY_TO=REPLY_TO,
-        AUTOTRAIN_INBOUND_SECRET=INBOUND_SECRET,
-        AUTOTRAIN_PUBLIC_URL="https://autotrain.shop.example")
-    svc = build_core_services(settings, embedder=embedder)
-    bot = svc.review.create_bot(slug="shop", name="Shop")
-    svc.review.execute(UpdateSettings(bot_id=bot.id, actor=SETUP, patch={
-        "email_recipients": [MANAGER]}), bot=bot)
-    bot = svc.review.bot_by_id(bot.id)
-    with TestClient(create_app(svc, background_jobs=False)) as client:
-        yield MailWorld(svc=svc, client=client, smtp=smtp_recorder, bot=bot)
-    svc.close()
+def make_mail_world(tmp_path: Path, embedder: Embedder,
+                    smtp_recorder: SmtpRecorder) -> Iterator[MakeMailWorld]:
+    """`make_mail_world(**settings)`: the mail world with some settings changed (an SMTP
+    listener, IMAP, DMARC, SMTP_HOST="" for email off...). The app's lifespan runs, so what
+    it starts from the settings (the SMTP listener) is running."""
+    with ExitStack() as stack:
+        def make(**overrides: Any) -> MailWorld:
+            settings = load_settings(**{
+                "AUTOTRAIN_DATA_DIR": tmp_path / "data", "AUTOTRAIN_API_KEY": ADMIN_KEY,
+                "DATABASE_URL": "", "CHROMA_URL": "", "REDIS_URL": "", "SLACK_BOT_TOKEN": "",
+                "SLACK_SIGNING_SECRET": "", "SMTP_HOST": smtp_recorder.host,
+                "SMTP_PORT": smtp_recorder.port, "SMTP_TLS": "none",
+                "EMAIL_FROM": f"autotrain <{OURS}>", "EMAIL_REPLY_TO": REPLY_TO,
+                "AUTOTRAIN_INBOUND_SECRET": INBOUND_SECRET,
+                "AUTOTRAIN_PUBLIC_URL": "https://autotrain.shop.example", **overrides})
+            svc = build_core_services(settings, embedder=embedder)
+            stack.callback(svc.close)
+            bot = svc.review.create_bot(slug="shop", name="Shop")
+            svc.review.execute(UpdateSettings(bot_id=bot.id, actor=SETUP, patch={
+                "email_recipients": [MANAGER]}), bot=bot)
+            bot = svc.review.bot_by_id(bot.id)
+            client = stack.enter_context(TestClient(create_app(svc, background_jobs=False)))
+            return MailWorld(svc=svc, client=client, smtp=smtp_recorder, bot=bot)
+
+        yield make
+
+
+@pytest.fixture
+def mail_world(make_mail_world: MakeMailWorld) -> MailWorld:
+    return make_mail_world()
+
+
+def readdress(raw: bytes, *, to: str, sender: str | None = None,
+              message_id: str | None = None) -> bytes:
+    """A real message (a fixture) sent to `to`, from `sender` when given, with a fresh
+    Message-ID when given: everything else, bodies and charsets included, byte for byte."""
+    # compat32 writes back what it read; the modern policy would re-fold and re-encode.
+    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    replace = {"To": to, "From": sender, "Message-ID": message_id}
+    for name, value in replace.items():
+        if value is not None:
+            del msg[name]
+            msg[name] = value
+    return msg.as_bytes()
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -138,12 +198,15 @@ def parsed(raw: bytes) -> EmailMessage:
 
 __all__ = [
     "ADMIN",
+    "FIXTURES",
     "INBOUND_SECRET",
     "MANAGER",
     "OURS",
     "MailWorld",
+    "MakeMailWorld",
     "html_of",
     "parsed",
+    "readdress",
     "reply_to",
     "smtp_recorder",
     "text_of",
