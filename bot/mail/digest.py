@@ -143,7 +143,8 @@ async def email_round(review: Review, settings: Settings, mailer: Mailer, *,
         report.digests.append(bot.slug)
         report.sent += sent.get("delivered", 0)
         report.failed += sent.get("waiting_for_retry", 0)
-    retried = await deliver_due(review, mailer, settings)
+    # The round's own time: a round "at" a moment sends what is due by then.
+    retried = await deliver_due(review, mailer, settings, at=at)
     report.sent += len(retried.sent)
     report.failed += len(retried.failed)
     return report

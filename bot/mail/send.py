@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
@@ -91,8 +92,6 @@ class FileMailer:
 
 
 def _stamp() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
@@ -115,30 +114,31 @@ def queue(review: Review, msg: EmailMessage, *, purpose: str, bot_id: str | None
                                   raw=bytes(msg), bot_id=bot_id)
 
 
-async def send_one(review: Review, mailer: Mailer, settings: Settings, mail: OutgoingView
-                   ) -> bool:
+async def send_one(review: Review, mailer: Mailer, settings: Settings, mail: OutgoingView,
+                   *, at: datetime | None = None) -> bool:
     recipients = [a.strip() for a in mail.recipient.split(",") if a.strip()]
     try:
         await mailer.send(mail.raw, sender=settings.email_address, recipients=recipients)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         retry_at = await asyncio.to_thread(review.mail.mail_failed, mail.id,
-                                           error=f"{type(exc).__name__}: {exc}")
+                                           error=f"{type(exc).__name__}: {exc}", at=at)
         # The id, not the address: the outbox (GET …/mail) shows whom it was for.
         log.warning("mail %s (%s) not sent, retried at %s: %s", mail.id, mail.purpose,
                     f"{retry_at:%H:%M:%S}", type(exc).__name__)
         return False
-    await asyncio.to_thread(review.mail.mail_sent, mail.id)
+    await asyncio.to_thread(review.mail.mail_sent, mail.id, at=at)
     return True
 
 
 async def deliver_due(review: Review, mailer: Mailer, settings: Settings, *,
-                      only: list[str] | None = None, limit: int = 100) -> Delivery:
-    """Send what is due (or just `only`, right after queueing them): each message once it
-    went, each failure recorded with its next attempt."""
+                      only: list[str] | None = None, limit: int = 100,
+                      at: datetime | None = None) -> Delivery:
+    """Send what is due at `at` (now by default; or just `only`, right after queueing them):
+    each message once it went, each failure recorded with its next attempt."""
     report = Delivery()
-    due = await asyncio.to_thread(review.mail.claim_due, limit=limit, only=only)
+    due = await asyncio.to_thread(review.mail.claim_due, limit=limit, only=only, at=at)
     for mail in due:
-        if await send_one(review, mailer, settings, mail):
+        if await send_one(review, mailer, settings, mail, at=at):
             report.sent.append(mail.id)
         else:
             report.failed.append(mail.id)
