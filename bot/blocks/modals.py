@@ -66,6 +66,10 @@ def edit_modal(view: SuggestionView, meta: ModalMeta) -> View:
                                           initial_value=variants or None,
                                           max_length=INPUT_VALUE)),
     ]
+    if not view.needs_answer and len(view.answer.strip()) > INPUT_VALUE:
+        blocks.append(_note(f"The answer has {len(view.answer.strip()):,} characters; this box "
+                            f"shows the first {INPUT_VALUE:,}. Left as it is, the whole answer "
+                            "is kept; what you change here replaces it."))
     if len(view.variants) > 0 and len(variants.splitlines()) < len(view.variants):
         blocks.append(_note(f"Only the first {len(variants.splitlines())} of "
                             f"{len(view.variants)} phrasings fit in this box."))

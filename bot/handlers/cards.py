@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import defer_modal, edit_modal, reject_modal, suggestion_of_block, test_modal
+from bot.blocks.text import INPUT_VALUE, clip
 from bot.handlers.context import Clicker, bot_for, clicker, may_decide, run, tell
 from bot.ids import ActionId, BlockId, CallbackId, CardPayload, DeferChoice, ModalMeta
 from bot.slack_app import SlackDeps
@@ -26,7 +27,6 @@ from core.policy.commands import (
 )
 from core.review import BotRef
 
-MAX_ANSWER = 8_000
 # A picked date means "back in the queue that morning" in the bot's timezone.
 DEFER_HOUR = time(9, 0)
 
@@ -206,17 +206,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_action="errors", errors={
                 BlockId.answer: "Write the answer customers will get (it cannot be empty)."})
             return
-        if len(answer) > MAX_ANSWER:
-            await ack(response_action="errors", errors={
-                BlockId.answer: f"Keep the answer under {MAX_ANSWER:,} characters."})
-            return
         await ack()
         got = await submitted(body, client, what="edit")
         if got is not None:
             who, bot, sid = got
             variants = _lines(_value(body, BlockId.variants, ActionId.variants_input))
+            kept = await asyncio.to_thread(_longer_than_the_box, deps, sid, bot, answer)
             await run(deps, client, who, bot, EditAndApprove(
-                suggestion_id=sid, actor=who.actor, answer=answer, variants=variants))
+                suggestion_id=sid, actor=who.actor, answer=None if kept else answer,
+                variants=variants))
 
     @app.view(CallbackId.reject)
     async def on_reject_submitted(ack: AsyncAck, body: dict[str, Any],
@@ -278,3 +276,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         # The answer shows in the same modal, so another question can be tried at once.
         await ack(response_action="update",
                   view=test_modal(view, meta, question=question, result=result))
+
+
+def _longer_than_the_box(deps: SlackDeps, sid: str, bot: BotRef, submitted: str) -> bool:
+    """The drafted answer did not fit Slack's box and came back as the box showed it,
+    unchanged: keep the whole answer rather than save its first 3,000 characters."""
+    try:
+        current = deps.review.card(sid, bot=bot).answer.strip()
+    except DomainError:
+        return False
+    return len(current) > INPUT_VALUE and submitted == clip(current, INPUT_VALUE)

@@ -178,6 +178,27 @@ def test_edit_opens_a_prefilled_modal_and_an_empty_answer_keeps_it_open(
     assert world.answer("shipping to Toronto?") == new
 
 
+def test_an_answer_longer_than_slacks_box_is_kept_whole_unless_changed(
+        slack_world: SlackWorld) -> None:
+    world = slack_world
+    long = " ".join(f"Step {i}: check the parcel's label and the tracking page." for i in
+                    range(80))  # ≈ 4,500 characters; Slack's box holds 3,000
+    sid = world.suggestion(answer=long)
+    posted_card(world, sid)
+    world.click(ActionId.edit, sid)
+    [opened] = world.fake.wait_for("views.open")
+    modal = opened.decoded("view")
+    shown = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.answer)
+    boxed = shown["element"]["initial_value"]
+    assert len(boxed) == 3000 and boxed.endswith("…")
+    assert "is kept" in json.dumps(modal)
+    # Submitted as the box showed it: the whole answer is published, not its first 3,000.
+    world.submit(CallbackId.edit, {BlockId.answer: {ActionId.answer_input: boxed}}, sid=sid)
+    world.fake.wait_for("chat.update")
+    assert world.status(sid) == SuggestionStatus.approved
+    assert world.answer(QUESTION) == long
+
+
 def test_reject_with_a_reason_and_a_comment(slack_world: SlackWorld) -> None:
     world = slack_world
     sid = world.suggestion()
