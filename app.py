@@ -181,6 +181,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
                 await jobs.stop()
             if getattr(app.state, "slack", None) is not None:
                 await app.state.slack.drain()
+            await app.state.mail.inbound.drain()
 
     app = FastAPI(
         title="autotrain",

@@ -52,6 +52,10 @@ def _logging(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migration chatter on every start hides what matters.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosmtpd and aioimaplib log every command at INFO, reply addresses (and their keys)
+    # included: a key in a log file would let anyone who reads it decide by email.
+    for talkative in ("mail.log", "aioimaplib", "aioimaplib.aioimaplib"):
+        logging.getLogger(talkative).setLevel(logging.WARNING)
 
 
 def _bot(svc: Services, slug: str) -> Bot:

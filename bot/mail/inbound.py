@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.mail.commands import ReplyCommand, read_commands
@@ -70,15 +71,34 @@ class Inbound:
         self.review = review
         self.settings = settings
         self.mailer = mailer
+        # Confirmations being sent after their reply was answered (kept so none is
+        # garbage-collected mid-send, and so shutdown and tests can wait for them).
+        self.sending: set[asyncio.Task[Any]] = set()
+
+    def _sent(self, task: asyncio.Task[Any]) -> None:
+        self.sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sending a reply's answer failed; the email round retries it",
+                      exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the confirmations still being sent."""
+        while self.sending:
+            await asyncio.gather(*list(self.sending), return_exceptions=True)
 
     async def __call__(self, raw: bytes, *, envelope_to: Sequence[str] = (),
                        source: str) -> Received:
         outgoing = _Reply()
         got = await asyncio.to_thread(self._process, raw, list(envelope_to), source, outgoing)
         if outgoing.mail_ids:
-            sent = await deliver_due(self.review, self.mailer, self.settings,
-                                     only=outgoing.mail_ids)
-            got.replied = bool(sent.sent) or bool(sent.failed)
+            # Queued in SQL already; sent after the route has answered, so a slow outgoing
+            # server never holds up an SMTP session or a webhook. If this process stops
+            # first, the email round sends it.
+            got.replied = True
+            task = asyncio.ensure_future(deliver_due(self.review, self.mailer, self.settings,
+                                                     only=outgoing.mail_ids))
+            self.sending.add(task)
+            task.add_done_callback(self._sent)
         log.info("inbound %s mail: %s%s", source, got.outcome,
                  f" ({got.applied} applied, {got.refused} refused)" if got.applied
                  or got.refused else "")
