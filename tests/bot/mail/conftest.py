@@ -28,7 +28,7 @@ from core.review import BotRef
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
 from tests.helpers import ADMIN_KEY
-from tests.mail_servers import SmtpRecorder, smtp_recorder
+from tests.mail_servers import ReceivedMail, SmtpRecorder, smtp_recorder
 
 MANAGER = "manager@shop.example"
 OURS = "autotrain@support.example"
@@ -55,6 +55,14 @@ class MailWorld:
     def mail(self) -> MailDeps:
         """The app's email channel: its mailer, inbound pipeline and links."""
         return cast(MailDeps, self.client.app.state.mail)  # type: ignore[attr-defined]
+
+    def settle(self) -> list[ReceivedMail]:
+        """Every message sent so far, once the answers still on their way have gone (a
+        reply's confirmation leaves after the route answered). An async test awaits
+        `world.mail.inbound.drain()` itself: its answers are sent on its own loop."""
+        assert self.client.portal is not None
+        self.client.portal.call(self.mail.inbound.drain)
+        return self.smtp.messages
 
     def add_bot(self, slug: str, *, recipients: list[str]) -> BotRef:
         bot = self.svc.review.create_bot(slug=slug, name=slug.title())
