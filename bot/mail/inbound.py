@@ -120,7 +120,13 @@ class Inbound:
         if not self.review.mail.claim_inbound(message_id, source=source):
             return Received(outcome="duplicate", message_id=mail.message_id,
                             detail="this message was processed before")
-        got = self._checked(mail, out)
+        try:
+            got = self._checked(mail, out)
+        except Exception:
+            # The route answers "try again" (SMTP 451; IMAP leaves the message unread): let
+            # that retry in, or the reply would be dropped as a duplicate, never applied.
+            self.review.mail.release_inbound(message_id)
+            raise
         got.message_id = mail.message_id
         self.review.mail.inbound_done(message_id, outcome=got.outcome, detail=got.detail,
                                       bot_id=got.bot_id)

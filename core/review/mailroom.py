@@ -156,6 +156,13 @@ class Mailroom:
             return False
         return True
 
+    def release_inbound(self, message_id: str) -> None:
+        """Forget a message whose processing failed, so the sender's retry (or the next IMAP
+        poll) processes it instead of taking it for a duplicate."""
+        with session_scope(self.engine) as session:
+            session.execute(delete(InboundMail).where(
+                col(InboundMail.id_hash) == _hash(message_id.strip().lower())))
+
     def inbound_done(self, message_id: str, *, outcome: str, detail: str | None = None,
                      bot_id: str | None = None) -> None:
         with session_scope(self.engine) as session:
