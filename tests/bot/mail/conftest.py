@@ -3,6 +3,7 @@ manager reviews by email, and replies built the way mail clients build them."""
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from core.review import BotRef
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
 from tests.helpers import ADMIN_KEY
-from tests.mail_servers import ReceivedMail, SmtpRecorder, smtp_recorder
+from tests.mail_servers import ImapMailbox, ReceivedMail, SmtpRecorder, smtp_recorder
 
 MANAGER = "manager@shop.example"
 OURS = "autotrain@support.example"
@@ -64,6 +65,15 @@ class MailWorld:
         self.client.portal.call(self.mail.inbound.drain)
         return self.smtp.messages
 
+    def smtp_send(self, raw: bytes, *, to: list[str],
+                  sender: str = MANAGER) -> dict[str, tuple[int, bytes]]:
+        """Hand `raw` to the app's own SMTP listener (a world made with
+        AUTOTRAIN_SMTP_LISTEN_PORT=0) as a mail server would; raises what smtplib raises
+        when it is refused."""
+        port = self.client.app.state.smtp_listener.port  # type: ignore[attr-defined]
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            return smtp.sendmail(sender, to, raw)
+
     def add_bot(self, slug: str, *, recipients: list[str]) -> BotRef:
         bot = self.svc.review.create_bot(slug=slug, name=slug.title())
         self.svc.review.execute(UpdateSettings(bot_id=bot.id, actor=SETUP, patch={
@@ -92,6 +102,21 @@ class MailWorld:
         with session_scope(self.svc.engine) as session:
             session.add(sug)
         return sug.id
+
+    def two_items(self) -> tuple[str, str]:
+        """Pending suggestions that are item 1 (critical) and item 2 (medium) of a digest."""
+        first = self.suggestion()
+        second = self.suggestion(question="Do you gift wrap?", answer="Yes, for 3 euros.",
+                                 priority="medium", score=3.0)
+        return first, second
+
+    def answered(self, count: int) -> EmailMessage:
+        """The last of exactly `count` messages sent (the digest is the first): the one the
+        manager got in answer to a reply."""
+        got = self.settle()
+        assert len(got) == count, [str(m.message["Subject"]) for m in got]
+        assert got[-1].rcpt_tos == (MANAGER,)
+        return got[-1].message
 
     def status(self, sid: str, *, bot: BotRef | None = None) -> str:
         return self.svc.review.card(sid, bot=bot or self.bot).status
@@ -186,6 +211,13 @@ def mail_world(make_mail_world: MakeMailWorld) -> MailWorld:
     return make_mail_world()
 
 
+def imap_settings(mailbox: ImapMailbox) -> dict[str, Any]:
+    """The settings that make the app poll `mailbox` (plain IMAP on loopback)."""
+    return {"IMAP_HOST": mailbox.host, "IMAP_PORT": mailbox.port,
+            "IMAP_USERNAME": mailbox.user, "IMAP_PASSWORD": mailbox.password,
+            "IMAP_TLS": "none"}
+
+
 def readdress(raw: bytes, *, to: str, sender: str | None = None,
               message_id: str | None = None) -> bytes:
     """A real message (a fixture) sent to `to`, from `sender` when given, with a fresh
@@ -213,6 +245,7 @@ __all__ = [
     "MailWorld",
     "MakeMailWorld",
     "html_of",
+    "imap_settings",
     "parsed",
     "readdress",
     "reply_to",

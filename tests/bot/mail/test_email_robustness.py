@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import smtplib
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from tests.bot.mail.conftest import (
     MANAGER,
     MailWorld,
     MakeMailWorld,
+    imap_settings,
     readdress,
     reply_to,
     text_of,
@@ -43,24 +43,8 @@ SLACK_ALICE = Actor("U0ALICE1", Channel.slack)
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def two_items(world: MailWorld) -> tuple[str, str]:
-    """Item 1: a critical question; item 2: a medium one."""
-    first = world.suggestion()
-    second = world.suggestion(question="Do you gift wrap?", answer="Yes, for 3 euros.",
-                              priority="medium", score=3.0)
-    return first, second
-
-
 def only_the_digest_was_sent(world: MailWorld) -> bool:
     return len(world.settle()) == 1
-
-
-def answer_to_manager(world: MailWorld, count: int) -> EmailMessage:
-    """The last of exactly `count` messages sent (the digest is the first): the manager's."""
-    got = world.settle()
-    assert len(got) == count, [str(m.message["Subject"]) for m in got]
-    assert got[-1].rcpt_tos == (MANAGER,)
-    return got[-1].message
 
 
 # -- DMARC --------------------------------------------------------------------------------------
@@ -68,7 +52,7 @@ def answer_to_manager(world: MailWorld, count: int) -> EmailMessage:
 def test_a_reply_our_server_found_failing_dmarc_is_not_applied_and_the_manager_is_told(
         make_mail_world: MakeMailWorld) -> None:
     world = make_mail_world(EMAIL_DMARC_AUTHSERV_ID=AUTHSERV)
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     ours = (f"{AUTHSERV}; spf=fail smtp.mailfrom=shop.example; dkim=none; "
             "dmarc=fail (p=reject dis=none) header.from=shop.example")
@@ -84,14 +68,14 @@ def test_a_reply_our_server_found_failing_dmarc_is_not_applied_and_the_manager_i
     assert failed.json()["outcome"] == "dmarc_fail" and on_top.json()["outcome"] == "dmarc_fail"
     assert world.status(first) == SuggestionStatus.pending
     assert world.answer(QUESTION) is None
-    notice = text_of(answer_to_manager(world, 2))
+    notice = text_of(world.answered(2))
     assert "DMARC" in notice and "nothing was changed" in notice
 
 
 def test_a_dmarc_failure_recorded_by_another_server_is_not_evidence(
         make_mail_world: MakeMailWorld) -> None:
     world = make_mail_world(EMAIL_DMARC_AUTHSERV_ID=AUTHSERV)
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
 
     r = world.post_inbound(reply_to(digest, "approve 1", headers={
@@ -106,7 +90,7 @@ def test_a_dmarc_failure_recorded_by_another_server_is_not_evidence(
 def test_a_reply_over_email_max_bytes_is_refused_with_a_log_line_and_nothing_else(
         make_mail_world: MakeMailWorld, caplog: pytest.LogCaptureFixture) -> None:
     world = make_mail_world(EMAIL_MAX_BYTES=20_000)
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     caplog.set_level(logging.WARNING, logger="bot.mail.inbound")
     big = reply_to(digest, "approve 1",
@@ -143,7 +127,7 @@ BOUNCES = _fixtures("mailgun-flanker/tests/fixtures/messages/bounce/*.eml",
 def test_real_auto_replies_and_bounces_to_the_reply_address_get_no_action_and_no_answer(
         mail_world: MailWorld, relative: str, outcome: str) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     raw = (FIXTURES / relative).read_bytes()
     # An out-of-office comes from the manager's own mailbox; a bounce from the mail system.
@@ -162,7 +146,7 @@ def test_real_auto_replies_and_bounces_to_the_reply_address_get_no_action_and_no
 
 def test_approve_all_critical_approves_the_critical_items_only(mail_world: MailWorld) -> None:
     world = mail_world
-    canada, gift_wrap = two_items(world)
+    canada, gift_wrap = world.two_items()
     warranty = world.suggestion(question="Is there a warranty?",
                                 answer="Two years on everything.", score=6.0)
     digest = world.digest()
@@ -172,14 +156,14 @@ def test_approve_all_critical_approves_the_critical_items_only(mail_world: MailW
     assert (r.json()["applied"], r.json()["refused"]) == (2, 0)
     assert world.status(canada) == world.status(warranty) == SuggestionStatus.approved
     assert world.status(gift_wrap) == SuggestionStatus.pending
-    confirmation = text_of(answer_to_manager(world, 2))
+    confirmation = text_of(world.answered(2))
     assert QUESTION in confirmation and "Is there a warranty?" in confirmation
     assert "Do you gift wrap?" not in confirmation
 
 
 def test_edit_with_a_multi_line_answer_publishes_that_answer(mail_world: MailWorld) -> None:
     world = mail_world
-    first, second = two_items(world)
+    first, second = world.two_items()
     digest = world.digest()
     new_answer = ("Yes, we ship to Canada.\n"
                   "Delivery takes 5 to 8 business days.\n"
@@ -198,7 +182,7 @@ def test_defer_to_a_date_defers_until_that_morning_in_the_bots_timezone(
         mail_world: MailWorld) -> None:
     world = mail_world
     world.configure(timezone="Europe/Berlin")
-    first, second = two_items(world)
+    first, second = world.two_items()
     digest = world.digest()
     today = datetime.now(BERLIN).date()
     christmas_eve = date(today.year, 12, 24)
@@ -222,7 +206,7 @@ def test_defer_to_a_date_defers_until_that_morning_in_the_bots_timezone(
 def test_a_reply_to_an_older_digest_uses_its_numbers_and_explains_what_was_decided_since(
         mail_world: MailWorld) -> None:
     world = mail_world
-    canada, gift_wrap = two_items(world)
+    canada, gift_wrap = world.two_items()
     older = world.digest()  # 1: Canada, 2: gift wrap
     world.svc.review.execute(Approve(suggestion_id=canada, actor=SLACK_ALICE), bot=world.bot)
     warranty = world.suggestion(question="Is there a warranty?",
@@ -237,7 +221,7 @@ def test_a_reply_to_an_older_digest_uses_its_numbers_and_explains_what_was_decid
     [by_slack] = world.svc.review.audit(world.bot, action="suggestion.approved",
                                         suggestion_id=canada)
     assert by_slack.channel == "slack"
-    confirmation = text_of(answer_to_manager(world, 3))
+    confirmation = text_of(world.answered(3))
     assert "already approved" in confirmation.lower() and QUESTION in confirmation
 
 
@@ -245,7 +229,7 @@ def test_a_reply_to_an_older_digest_uses_its_numbers_and_explains_what_was_decid
 
 def test_a_refusal_notice_goes_at_most_once_a_day_to_a_sender(mail_world: MailWorld) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
 
     bad = [world.post_inbound(reply_to(digest, text)).json()
@@ -265,7 +249,7 @@ def test_a_refusal_notice_goes_at_most_once_a_day_to_a_sender(mail_world: MailWo
     assert good["outcome"] == "applied" and good["replied"] is True
     assert after_two_bad == 3  # the digest, one notice, the confirmation
     assert next_day["replied"] is True
-    assert "found no command" in text_of(answer_to_manager(world, 4))
+    assert "found no command" in text_of(world.answered(4))
     assert world.status(first) == SuggestionStatus.approved
 
 
@@ -275,7 +259,7 @@ def test_another_bots_reply_key_decides_nothing_for_a_manager_it_was_not_sent_to
         mail_world: MailWorld) -> None:
     world = mail_world
     blog = world.add_bot("blog", recipients=[EDITOR])
-    shop_item, _ = two_items(world)
+    shop_item, _ = world.two_items()
     blog_item = world.suggestion(bot=blog, question="Do you accept guest posts?",
                                  answer="Yes, send a pitch to the editor.")
     shop_digest, blog_digest = world.digest(), world.digest(blog)
@@ -297,7 +281,7 @@ def test_the_reply_address_not_the_thread_says_which_bots_items_are_meant(
         mail_world: MailWorld) -> None:
     world = mail_world
     blog = world.add_bot("blog", recipients=[MANAGER])  # one manager reviews both bots
-    shop_item, _ = two_items(world)
+    shop_item, _ = world.two_items()
     blog_item = world.suggestion(bot=blog, question="Do you accept guest posts?",
                                  answer="Yes, send a pitch to the editor.")
     shop_digest, blog_digest = world.digest(), world.digest(blog)
@@ -332,31 +316,26 @@ def lose_the_database_once(world: MailWorld, monkeypatch: pytest.MonkeyPatch) ->
 def test_a_reply_that_failed_half_way_is_applied_when_the_smtp_sender_retries(
         make_mail_world: MakeMailWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     world = make_mail_world(AUTOTRAIN_SMTP_LISTEN_PORT=0)
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
-    port = world.client.app.state.smtp_listener.port  # type: ignore[attr-defined]
     raw = reply_to(digest, "approve 1")
     lose_the_database_once(world, monkeypatch)
 
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp, \
-            pytest.raises(smtplib.SMTPDataError) as failed:
-        smtp.sendmail(MANAGER, [str(digest["Reply-To"])], raw)
+    with pytest.raises(smtplib.SMTPDataError) as failed:
+        world.smtp_send(raw, to=[str(digest["Reply-To"])])
     # The sender's mail server tries the same message again later.
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-        smtp.sendmail(MANAGER, [str(digest["Reply-To"])], raw)
+    world.smtp_send(raw, to=[str(digest["Reply-To"])])
 
     assert failed.value.smtp_code == 451
     assert world.status(first) == SuggestionStatus.approved
-    assert "approved" in text_of(answer_to_manager(world, 2)).lower()
+    assert "approved" in text_of(world.answered(2)).lower()
 
 
 async def test_a_reply_that_failed_half_way_is_applied_by_the_next_imap_poll(
         make_mail_world: MakeMailWorld, imap_mailbox: ImapMailbox,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    world = make_mail_world(IMAP_HOST=imap_mailbox.host, IMAP_PORT=imap_mailbox.port,
-                            IMAP_USERNAME=imap_mailbox.user,
-                            IMAP_PASSWORD=imap_mailbox.password, IMAP_TLS="none")
-    first, _ = two_items(world)
+    world = make_mail_world(**imap_settings(imap_mailbox))
+    first, _ = world.two_items()
     digest = world.digest()
     imap_mailbox.append(reply_to(digest, "approve 1"))
     ctx = {"services": world.svc, "mail": world.mail}
@@ -369,4 +348,4 @@ async def test_a_reply_that_failed_half_way_is_applied_by_the_next_imap_poll(
 
     assert (failed, left_unread, again) == ({"received": 0}, [frozenset()], {"received": 1})
     assert world.status(first) == SuggestionStatus.approved
-    assert "approved" in text_of(answer_to_manager(world, 2)).lower()
+    assert "approved" in text_of(world.answered(2)).lower()
