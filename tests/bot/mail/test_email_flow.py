@@ -26,17 +26,10 @@ QUESTION = "Do you ship to Canada?"
 ANSWER = "Yes, we ship to Canada in 5 to 8 business days."
 
 
-def two_items(world: MailWorld) -> tuple[str, str]:
-    first = world.suggestion()
-    second = world.suggestion(question="Do you gift wrap?", answer="Yes, for 3 euros.",
-                              priority="medium", score=3.0)
-    return first, second
-
-
 def test_the_digest_reaches_each_recipient_with_a_reply_key_and_a_chart(mail_world: MailWorld
                                                                         ) -> None:
     world = mail_world
-    two_items(world)
+    world.two_items()
     sent = world.send_digest()
     assert sent["sent"] and sent["recipients"] == 1 and sent["items"] == 2
     [got] = world.smtp.wait_for(1)
@@ -58,7 +51,7 @@ def test_the_digest_reaches_each_recipient_with_a_reply_key_and_a_chart(mail_wor
 def test_replying_approve_publishes_the_answer_and_confirms_in_the_thread(
         mail_world: MailWorld) -> None:
     world = mail_world
-    first, second = two_items(world)
+    first, second = world.two_items()
     digest = world.digest()
     reply = reply_to(digest, "approve 1\n\nThanks!")
     r = world.post_inbound(reply)
@@ -80,7 +73,7 @@ def test_replying_approve_publishes_the_answer_and_confirms_in_the_thread(
 
 def test_commands_in_the_quoted_digest_are_never_applied(mail_world: MailWorld) -> None:
     world = mail_world
-    first, second = two_items(world)
+    first, second = world.two_items()
     digest = world.digest()
     # The quoted digest itself says "approve 1 3"; add a blunter one to the history too.
     history = "approve 1\nreject 2 wrong info\n" + text_of(digest)
@@ -92,7 +85,7 @@ def test_commands_in_the_quoted_digest_are_never_applied(mail_world: MailWorld) 
 
 def test_valid_and_invalid_items_are_each_explained(mail_world: MailWorld) -> None:
     world = mail_world
-    first, second = two_items(world)
+    first, second = world.two_items()
     digest = world.digest()
     r = world.post_inbound(reply_to(digest, "approve 1, 9\nreject 2 wrong info"))
     body = r.json()
@@ -107,7 +100,7 @@ def test_valid_and_invalid_items_are_each_explained(mail_world: MailWorld) -> No
 def test_an_item_decided_elsewhere_meanwhile_is_not_decided_again(mail_world: MailWorld
                                                                   ) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     world.svc.review.execute(Approve(suggestion_id=first, actor=SLACK_ALICE), bot=world.bot)
     r = world.post_inbound(reply_to(digest, "reject 1 tone"))
@@ -119,13 +112,13 @@ def test_an_item_decided_elsewhere_meanwhile_is_not_decided_again(mail_world: Ma
 def test_a_reply_from_another_address_changes_nothing_and_warns_the_recipient_once(
         mail_world: MailWorld) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     for _ in range(2):
         r = world.post_inbound(reply_to(digest, "approve 1", sender="mallory@evil.example"))
         assert r.json()["outcome"] == "wrong_sender"
     assert world.status(first) == SuggestionStatus.pending
-    mails = world.smtp.wait_for(2)
+    mails = world.settle()
     assert len(mails) == 2  # the digest, then one warning: never to the (maybe forged) sender
     assert mails[1].rcpt_tos == (MANAGER,)
     assert "evil.example" in text_of(mails[1].message)
@@ -133,7 +126,7 @@ def test_a_reply_from_another_address_changes_nothing_and_warns_the_recipient_on
 
 def test_an_unknown_or_expired_key_changes_nothing(mail_world: MailWorld) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     forged = "autotrain+AAAAAAAAAAAAAAAAAAAAAAAA@support.example"
     r = world.post_inbound(reply_to(digest, "approve 1", to=forged))
@@ -152,7 +145,7 @@ def test_an_unknown_or_expired_key_changes_nothing(mail_world: MailWorld) -> Non
 def test_auto_replies_bounces_and_our_own_mail_get_no_action_and_no_answer(
         mail_world: MailWorld) -> None:
     world = mail_world
-    first, _ = two_items(world)
+    first, _ = world.two_items()
     digest = world.digest()
     cases = {
         "auto_reply": reply_to(digest, "approve 1", headers={"Auto-Submitted": "auto-replied"}),
@@ -161,12 +154,12 @@ def test_auto_replies_bounces_and_our_own_mail_get_no_action_and_no_answer(
     for outcome, raw in cases.items():
         assert world.post_inbound(raw).json()["outcome"] == outcome
     assert world.status(first) == SuggestionStatus.pending
-    assert len(world.smtp.messages) == 1  # only the digest: nothing answered
+    assert len(world.settle()) == 1  # only the digest: nothing answered
 
 
 def test_the_same_message_twice_is_applied_once(mail_world: MailWorld) -> None:
     world = mail_world
-    two_items(world)
+    world.two_items()
     digest = world.digest()
     raw = reply_to(digest, "approve 1", message_id=make_msgid(domain="shop.example"))
     assert world.post_inbound(raw).json()["outcome"] == "applied"
@@ -176,7 +169,7 @@ def test_the_same_message_twice_is_applied_once(mail_world: MailWorld) -> None:
 
 def test_undo_takes_back_an_approval_made_by_email(mail_world: MailWorld) -> None:
     world = mail_world
-    two_items(world)
+    world.two_items()
     digest = world.digest()
     world.post_inbound(reply_to(digest, "approve 1"))
     assert world.answer(QUESTION) == ANSWER
