@@ -38,16 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing as mp
 import os
 import random
 import re
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -80,15 +76,7 @@ from benchmarks.mailbench_fixtures import (
     reply,
     unknown_key_address,
 )
-from benchmarks.run import (
-    _SERVER_ENV_DROP,
-    PROJECT_ROOT,
-    Server,
-    _free_port,
-    _serve_command,
-    _stop,
-    _wait_healthy,
-)
+from benchmarks.run import ChildProcess, Server, _free_port, running_server
 from benchmarks.slack import (
     MAX_BOTS,
     Card,
@@ -149,7 +137,7 @@ def _recorder_child(conn: Connection) -> None:
                 return  # the parent is gone
             if since is None:
                 return
-            conn.send([(m.rcpt_tos, m.raw) for m in recorder.messages[since:]])
+            conn.send([(m.rcpt_tos, m.raw) for m in recorder.messages[since[0]:]])
 
 
 @dataclass(frozen=True)
@@ -172,28 +160,21 @@ class Got:
         return str(part.get_content()) if part is not None else ""
 
 
-class Recorder:
+class Recorder(ChildProcess):
     """The parent's handle on the recorder process: everything received, in order."""
 
     def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_recorder_child, args=(child,), daemon=True,
-                                 name="smtp-recorder")
-        self._proc.start()
-        child.close()
-        if not self._conn.poll(60):
-            raise RuntimeError("the SMTP recorder did not start within 60 s")
-        self.port: int = self._conn.recv()
+        super().__init__(_recorder_child, name="smtp-recorder")
+        self.port: int = self.ready
         self.got: list[Got] = []
         self.by_parent: dict[str, list[Got]] = defaultdict(list)
 
     def sync(self) -> list[Got]:
         """Fetch what arrived since the last call; returns the new messages."""
-        self._conn.send(len(self.got))
+        arrived = self.ask(len(self.got))
         now = time.perf_counter()
         new: list[Got] = []
-        for rcpt, raw in self._conn.recv():
+        for rcpt, raw in arrived:
             head = BytesHeaderParser(policy=policy.default).parsebytes(raw)
             got = Got(rcpt=tuple(rcpt), raw=raw, kind=str(head["X-Autotrain-Mail"] or ""),
                       message_id=str(head["Message-ID"] or ""),
@@ -213,15 +194,6 @@ class Recorder:
                 quiet_since = time.monotonic()
             await asyncio.sleep(0.1)
 
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            self._conn.send(None)
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=5)
-        self._conn.close()
-
 
 # --------------------------------------------------------------------------- the server
 
@@ -236,36 +208,16 @@ class MailServer:
 def email_server(recorder: Recorder, *, keep_data: bool) -> Iterator[MailServer]:
     """A fresh `autotrain serve --smtp-port N` on the embedded default, its mail going to the
     recorder; logging at INFO, where each inbound message's outcome is logged."""
-    data_dir = Path(tempfile.mkdtemp(prefix="autotrain-email-bench-"))
-    port, smtp_port = _free_port(), _free_port()
-    api_key = "bench-" + secrets.token_urlsafe(24)
+    smtp_port = _free_port()
     # Nothing of this shell's mail set-up (IMAP polling, DMARC, a relay) may reach the server.
-    env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV_DROP
-           and not k.startswith(("SMTP_", "IMAP_", "EMAIL_", "AUTOTRAIN_", "SLACK_"))}
-    env.update(AUTOTRAIN_DATA_DIR=str(data_dir), AUTOTRAIN_API_KEY=api_key,
-               ANONYMIZED_TELEMETRY="False", AUTOTRAIN_LOG_LEVEL="INFO",
-               SMTP_HOST="127.0.0.1", SMTP_PORT=str(recorder.port), SMTP_TLS="none",
-               EMAIL_FROM=f"autotrain <{OURS}>", EMAIL_REPLY_TO=REPLY_TO,
-               EMAIL_MAX_BYTES=str(MAX_BYTES), AUTOTRAIN_PUBLIC_URL=f"http://127.0.0.1:{port}",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                        env.get("PYTHONPATH")])))
-    log_path = data_dir / "server.log"
-    log_fh = log_path.open("wb")
-    # cwd is the data dir so that no stray `.env` reconfigures the server under test.
-    proc = subprocess.Popen([*_serve_command(port), "--smtp-port", str(smtp_port)],
-                            cwd=data_dir, env=env, stdout=log_fh, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    server = Server(f"http://127.0.0.1:{port}", api_key, data_dir, proc, log_path)
-    try:
-        _wait_healthy(server)
+    with running_server(keep_data, label="email-bench", log_level="INFO",
+                        args=["--smtp-port", str(smtp_port)],
+                        drop_prefixes=("SMTP_", "IMAP_", "EMAIL_", "AUTOTRAIN_", "SLACK_"),
+                        env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(recorder.port),
+                             "SMTP_TLS": "none", "EMAIL_FROM": f"autotrain <{OURS}>",
+                             "EMAIL_REPLY_TO": REPLY_TO,
+                             "EMAIL_MAX_BYTES": str(MAX_BYTES)}) as server:
         yield MailServer(server, smtp_port)
-    finally:
-        _stop(proc)
-        log_fh.close()
-        if keep_data:
-            print(f"data dir kept: {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def send_digest(api: httpx.AsyncClient, recorder: Recorder, slug: str) -> DigestMail:

@@ -21,6 +21,7 @@ import contextlib
 import csv
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import secrets
@@ -32,9 +33,10 @@ import tempfile
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -232,21 +234,28 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(keep_data: bool = False) -> Iterator[Server]:
-    """A fresh `autotrain serve` on a free port with its own data dir; always stopped."""
-    data_dir = Path(tempfile.mkdtemp(prefix="autotrain-bench-"))
+def running_server(keep_data: bool = False, *, env: dict[str, str] | None = None,
+                   args: Sequence[str] = (), drop_prefixes: tuple[str, ...] = (),
+                   log_level: str = "WARNING", label: str = "bench") -> Iterator[Server]:
+    """A fresh `autotrain serve` on a free port with its own data dir; always stopped.
+    `env` adds to (or overrides) the server's environment, `args` to its command line;
+    variables starting with `drop_prefixes` are not passed on from this shell."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"autotrain-{label}-"))
     port = _free_port()
     api_key = "bench-" + secrets.token_urlsafe(24)
-    env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV_DROP}
-    env.update(AUTOTRAIN_DATA_DIR=str(data_dir), AUTOTRAIN_API_KEY=api_key,
-               ANONYMIZED_TELEMETRY="False", AUTOTRAIN_LOG_LEVEL="WARNING",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                        env.get("PYTHONPATH")])))
+    server_env = {k: v for k, v in os.environ.items()
+                  if k not in _SERVER_ENV_DROP and not k.startswith(drop_prefixes)}
+    server_env.update(AUTOTRAIN_DATA_DIR=str(data_dir), AUTOTRAIN_API_KEY=api_key,
+                      ANONYMIZED_TELEMETRY="False", AUTOTRAIN_LOG_LEVEL=log_level,
+                      AUTOTRAIN_PUBLIC_URL=f"http://127.0.0.1:{port}",
+                      PYTHONPATH=os.pathsep.join(filter(None, [
+                          str(PROJECT_ROOT), server_env.get("PYTHONPATH")])))
+    server_env.update(env or {})
     log_path = data_dir / "server.log"
     log_fh = log_path.open("wb")
     # cwd is the data dir so that no stray `.env` reconfigures the server under test.
-    proc = subprocess.Popen(_serve_command(port), cwd=data_dir, env=env, stdout=log_fh,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([*_serve_command(port), *args], cwd=data_dir, env=server_env,
+                            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Server(f"http://127.0.0.1:{port}", api_key, data_dir, proc, log_path)
     try:
         _wait_healthy(server)
@@ -254,8 +263,39 @@ def running_server(keep_data: bool = False) -> Iterator[Server]:
     finally:
         _stop(proc)
         log_fh.close()
-        if not keep_data:
+        if keep_data:
+            print(f"data dir kept: {data_dir}")
+        else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class ChildProcess:
+    """A helper server (a fake Slack, an SMTP recorder) in its own process, so it shares no
+    event loop or GIL with the load generator: `target(conn)` sends one ready value (its
+    URL or port), then answers what the parent sends through `ask` until it gets None."""
+
+    def __init__(self, target: Callable[[Connection], None], *, name: str) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=target, args=(child,), daemon=True, name=name)
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(60):
+            raise RuntimeError(f"{name} did not start within 60 s")
+        self.ready: Any = self._conn.recv()
+
+    def ask(self, *question: Any) -> Any:
+        self._conn.send(question)
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self._conn.send(None)
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._conn.close()
 
 
 def _wait_healthy(server: Server) -> None:

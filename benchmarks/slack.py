@@ -36,22 +36,17 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import multiprocessing as mp
 import os
 import random
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -59,15 +54,7 @@ import httpx
 import numpy as np
 
 from benchmarks.cycle import BANKING77_DIR
-from benchmarks.run import (
-    _SERVER_ENV_DROP,
-    PROJECT_ROOT,
-    Server,
-    _free_port,
-    _serve_command,
-    _stop,
-    _wait_healthy,
-)
+from benchmarks.run import ChildProcess, Server, running_server
 
 TARGET_ACK_P99_MS = 300.0
 TARGET_SERVE_P99_S = 1.0
@@ -137,19 +124,12 @@ def _decoded(blocks: Any) -> list[dict[str, Any]]:
     return [b for b in blocks or [] if isinstance(b, dict)]
 
 
-class FakeSlackProcess:
+class FakeSlackProcess(ChildProcess):
     """The parent's handle on the child: its URLs and what it recorded."""
 
     def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_fake_slack_child, args=(child,), daemon=True,
-                                 name="fake-slack")
-        self._proc.start()
-        child.close()
-        if not self._conn.poll(60):
-            raise RuntimeError("the fake Slack did not start within 60 s")
-        self.url: str = self._conn.recv()
+        super().__init__(_fake_slack_child, name="fake-slack")
+        self.url: str = self.ready
 
     @property
     def base_url(self) -> str:
@@ -159,24 +139,11 @@ class FakeSlackProcess:
     def response_url(self) -> str:
         return f"{self.url}/response/1"
 
-    def _ask(self, *ask: str) -> Any:
-        self._conn.send(ask)
-        return self._conn.recv()
-
     def posted(self) -> list[tuple[str, str, list[str]]]:
-        return self._ask("posted")  # type: ignore[no-any-return]
+        return self.ask("posted")  # type: ignore[no-any-return]
 
     def calls(self, method: str) -> list[dict[str, Any]]:
-        return self._ask("calls", method)  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            self._conn.send(None)
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=5)
-        self._conn.close()
+        return self.ask("calls", method)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- the server
@@ -186,33 +153,11 @@ class FakeSlackProcess:
 def slack_server(fake: FakeSlackProcess, signing_secret: str, *,
                  keep_data: bool) -> Iterator[Server]:
     """A fresh `autotrain serve` on the embedded default, with Slack pointed at the fake."""
-    data_dir = Path(tempfile.mkdtemp(prefix="autotrain-slack-bench-"))
-    port = _free_port()
-    api_key = "bench-" + secrets.token_urlsafe(24)
-    env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV_DROP}
-    env.update(AUTOTRAIN_DATA_DIR=str(data_dir), AUTOTRAIN_API_KEY=api_key,
-               SLACK_BOT_TOKEN="xoxb-bench", SLACK_SIGNING_SECRET=signing_secret,
-               SLACK_API_BASE_URL=fake.base_url, ANONYMIZED_TELEMETRY="False",
-               # WARNING keeps the log short but still shows every failed after-ack task.
-               AUTOTRAIN_LOG_LEVEL="WARNING",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                        env.get("PYTHONPATH")])))
-    log_path = data_dir / "server.log"
-    log_fh = log_path.open("wb")
-    # cwd is the data dir so that no stray `.env` reconfigures the server under test.
-    proc = subprocess.Popen(_serve_command(port), cwd=data_dir, env=env, stdout=log_fh,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Server(f"http://127.0.0.1:{port}", api_key, data_dir, proc, log_path)
-    try:
-        _wait_healthy(server)
+    # WARNING keeps the log short but still shows every failed after-ack task.
+    with running_server(keep_data, label="slack-bench", env={
+            "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": signing_secret,
+            "SLACK_API_BASE_URL": fake.base_url}) as server:
         yield server
-    finally:
-        _stop(proc)
-        log_fh.close()
-        if keep_data:
-            print(f"data dir kept: {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _ok(resp: httpx.Response, what: str) -> Any:

@@ -27,6 +27,9 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# After-ack work running at once; the rest waits its turn (see SlackDeps.later).
+AFTER_ACK_AT_ONCE = 4
+
 
 @dataclass
 class SlackDeps:
@@ -39,6 +42,7 @@ class SlackDeps:
     tasks: set[asyncio.Task[Any]]
     # Called after anything a reviewer sees may have changed (App Home registers its refresh).
     on_change: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    _slots: asyncio.Semaphore | None = None
 
     def changed(self) -> None:
         """Something reviewers see changed: refresh the views that show it, after the ack."""
@@ -46,10 +50,18 @@ class SlackDeps:
             self.later(refresh())
 
     def later(self, work: Awaitable[Any]) -> None:
-        """Run `work` after the ack (Slack wants an answer within 3 s)."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        """Run `work` after the ack (Slack wants an answer within 3 s). At most AFTER_ACK_AT_ONCE
+        run together: a burst of clicks then queues its decisions instead of having them all
+        compete with the next requests' acks for the two cores."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(self._bounded(work))
         self.tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def _bounded(self, work: Awaitable[Any]) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(AFTER_ACK_AT_ONCE)
+        async with self._slots:
+            return await work
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
