@@ -19,6 +19,10 @@ from core.replay import FALLBACK  # the simulated bot's hand-over line
 ROOT = Path(__file__).resolve().parents[1]
 
 ADMIN_KEY = "test-admin-key-0123456789"
+# Real mail from many clients and servers, copied with each project's licence from
+# ../shared/data/email-fixtures (its README.md names the sources): kept in the repository so
+# the email tests run wherever the suite does.
+EMAIL_FIXTURES = ROOT / "tests" / "fixtures" / "email"
 # Set by scripts/test.sh, which starts these servers on loopback; tests needing them skip
 # when they are absent.
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")

@@ -28,7 +28,7 @@ from core.policy.commands import Actor, Channel, UpdateSettings
 from core.review import BotRef
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
-from tests.helpers import ADMIN_KEY
+from tests.helpers import ADMIN_KEY, EMAIL_FIXTURES
 from tests.mail_servers import ImapMailbox, ReceivedMail, SmtpRecorder, smtp_recorder
 
 MANAGER = "manager@shop.example"
@@ -38,7 +38,7 @@ INBOUND_SECRET = "inbound-test-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SETUP = Actor(name="setup", channel=Channel.api)
 # Real messages from many mail clients and servers (see its README.md).
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "email-fixtures"
+FIXTURES = EMAIL_FIXTURES
 
 
 @dataclass

@@ -9,14 +9,14 @@ from datetime import date
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
-from pathlib import Path
 
 import pytest
 
 from bot.mail.commands import ReplyCommand, read_commands
 from bot.mail.parse import Ignored, InboundMail, read_mail
+from tests.helpers import EMAIL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "email-fixtures"
+FIXTURES = EMAIL_FIXTURES
 TODAY = date(2026, 6, 1)
 
 NEW_COMMANDS = "approve 1 3\nreject 2 wrong info"
