@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from core.errors import DomainError, NotFound
+from core.errors import DomainError, InvalidInput, NotFound
 from core.policy.commands import (
     Actor,
     Approve,
@@ -112,7 +112,11 @@ def _command(review: Review, bot: BotRef, sid: str, ask: Ask, *, actor: Actor
     if ask.action == "approve":
         return Approve(suggestion_id=sid, actor=actor)
     if ask.action == "edit":
-        return EditAndApprove(suggestion_id=sid, actor=actor, answer=ask.answer)
+        if not (ask.answer or "").strip():
+            # Never "approve as it is" for an edit that lost its text on the way.
+            raise InvalidInput(f"edit {ask.number} needs the new answer after it "
+                               f"(\"edit {ask.number}: …\")", field="answer")
+        return EditAndApprove(suggestion_id=sid, actor=actor, answer=ask.answer.strip())
     if ask.action == "reject":
         reason = RejectReason(ask.reason) if ask.reason in RejectReason.__members__.values() \
             else RejectReason.other

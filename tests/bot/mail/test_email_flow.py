@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 from email.utils import make_msgid
 
+from sqlmodel import Session, select
+
+from bot.mail.decide import Ask, decide
 from core.db import session_scope
-from core.models import ReplyKey
+from core.models import MailDigest, ReplyKey
 from core.policy.commands import Actor, Approve, Channel
 from core.review.mailroom import _hash
 from core.status import SuggestionStatus
@@ -189,3 +192,20 @@ def test_the_webhook_needs_its_secret_and_a_message(mail_world: MailWorld) -> No
     r = world.post_inbound(b"\x00\xff not a mail at all")
     assert r.status_code == 200 and r.json()["outcome"] in ("malformed", "unknown_key")
     assert INBOUND_SECRET not in r.text
+
+
+def test_an_edit_without_its_new_answer_never_approves_the_draft(mail_world: MailWorld
+                                                                 ) -> None:
+    world = mail_world
+    first, _ = world.two_items()
+    world.digest()
+    [numbers] = [world.svc.review.mail.digest(d) for d in _digest_ids(world)]
+    done = decide(world.svc.review, world.bot, numbers, Ask(action="edit", number=1),
+                  actor=Actor(MANAGER, Channel.email))
+    assert not done.ok and "needs the new answer" in done.message
+    assert world.status(first) == SuggestionStatus.pending
+
+
+def _digest_ids(world: MailWorld) -> list[str]:
+    with Session(world.svc.engine) as session:
+        return list(session.exec(select(MailDigest.id)))
