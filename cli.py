@@ -22,6 +22,7 @@ from core.db import session_scope
 from core.errors import DomainError, InvalidInput, NotFound
 from core.models import Bot
 from core.policy.commands import Actor, Channel, CreateEntry, UpdateSettings
+from core.replay import AgentStyle
 from core.services import Services, build_core_services
 from core.settings import Settings, SettingsError, load_settings
 
@@ -381,6 +382,17 @@ def replay(
     autonomy: Annotated[Autonomy, typer.Option(
         help="The simulated bot's autonomy: what publishes itself, and how often it is right")
     ] = Autonomy.conservative,
+    seed_phrasings: Annotated[int, typer.Option(
+        min=1, help="Phrasings per covered label in the seeded KB (4 before issue 13)")] = 1,
+    off_topic: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of customers asking something off-topic, which agents "
+        "decline")] = 0.03,
+    agent_style: Annotated[AgentStyle, typer.Option(
+        help="macro: one canned template for every topic; distinct: a distinct answer a topic")
+    ] = AgentStyle.macro,
+    min_purity: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="The reviewer rejects a suggestion whose gap's largest label is "
+        "under this share of its questions (0: reads only the suggestion's phrasings)")] = 0.6,
     chart: Annotated[Path, typer.Option(help="PNG of resolution by week")] = Path(
         "replay.png"),
     data_dir: Annotated[Path | None, typer.Option(
@@ -403,7 +415,9 @@ def replay(
         svc = _services(settings)
         config = ReplayConfig(coverage=coverage, conversations_per_week=conversations,
                               decisions_per_week=decisions, weeks=weeks, seed=seed,
-                              autonomy=autonomy)
+                              autonomy=autonomy, seed_phrasings=seed_phrasings,
+                              off_topic=off_topic, agent_style=agent_style,
+                              min_purity=min_purity)
         result = Replay(svc, data=labelled, config=config).run()
         svc.close()
     typer.echo(result.table())

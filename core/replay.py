@@ -19,12 +19,15 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session, select
+
 from core.bots import Autonomy
 from core.conversations import ConversationIn, ingest_batch
-from core.models import seeded_ids
+from core.models import GapEvidence, Suggestion, seeded_ids
 from core.policy.commands import (
     Actor,
     Approve,
@@ -38,19 +41,39 @@ from core.policy.commands import (
 )
 from core.review import BotRef, Command, Outcome, SuggestionView
 from core.services import Services
-from core.status import SuggestionStatus
+from core.status import SuggestionKind, SuggestionStatus
 
 FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
+# What agents tell a customer whose question is not about this business.
+DECLINE = "Sorry, I can only help with questions about your account and our services."
+OFF_TOPIC = "(off-topic)"  # the label of questions from the off-topic pool
+OFF_TOPIC_FILE = Path(__file__).parent / "replay_data" / "off_topic.txt"
+PURE = 0.9  # a gap whose majority label has at least this share counts as pure
 ADMIN = Actor(name="replay admin", channel=Channel.api)
+
+
+class AgentStyle(StrEnum):
+    """How the simulated agents answer: one canned macro for every topic, or a distinct
+    answer per topic."""
+
+    macro = "macro"
+    distinct = "distinct"
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
+    # The defaults are the realistic replay; `seed_phrasings=4, off_topic=0,
+    # agent_style=distinct, min_purity=0` is the replay as it was before issue 13.
     coverage: float = 0.4
     conversations_per_week: int = 600
     decisions_per_week: int = 40
     weeks: int = 6
-    seed_phrasings: int = 4  # phrasings per covered label in the seeded KB
+    seed_phrasings: int = 1  # phrasings per covered label in the seeded KB
+    off_topic: float = 0.03  # share of customers asking something off-topic
+    agent_style: AgentStyle = AgentStyle.macro
+    # The reviewer rejects a suggestion whose gap's largest label is under this share of its
+    # questions (0: the reviewer only reads the suggestion's own phrasings, as before).
+    min_purity: float = 0.6
     zipf: float = 1.0        # skew of label frequencies
     p_thumbs_up: float = 0.3
     p_abandon_after_wrong: float = 0.3
@@ -65,6 +88,7 @@ class WeekRow:
     resolved: int = 0
     wrong: int = 0
     escalated: int = 0
+    covered_asked: int = 0  # customers asking a question the seeded KB covers
     suggestions_pending: int = 0
     approved: int = 0
     edited: int = 0
@@ -95,6 +119,8 @@ class Verdict:
 
     confidence: int
     outcome: str  # approved | edited | rejected
+    purity: float | None = None  # share of the gap's majority label (None: a rollback)
+    off_topic: bool = False  # most of the gap's questions were off-topic
 
 
 @dataclass
@@ -144,9 +170,32 @@ class ReplayResult:
             drafting = sum(w.generation_seconds for w in self.weeks)
             lines.append(f"drafting answers: {drafting:.2f} s of {cycle_s:.2f} s of cycles "
                          f"({drafting / cycle_s:.0%})")
+        lines += self.realism()
         if self.verdicts:
             lines += ["", "calibration (confidence when decided):", self.calibration()]
         return "\n".join(lines)
+
+    def realism(self) -> list[str]:
+        """Gap purity, decisions spent on off-topic suggestions and week 1's share of the
+        covered ceiling (what the seeded KB alone could resolve)."""
+        lines = []
+        judged = [v for v in self.verdicts if v.purity is not None]
+        if judged:
+            purities = [v.purity or 0.0 for v in judged]
+            pure = sum(p >= PURE for p in purities)
+            lines.append(f"gap purity over {len(judged)} decided suggestions: mean majority-"
+                         f"label share {sum(purities) / len(purities):.1%}; "
+                         f"{pure / len(judged):.0%} at ≥ {PURE:.0%}")
+        if self.verdicts:
+            off = sum(v.off_topic for v in self.verdicts)
+            lines.append(f"off-topic suggestions decided: {off} "
+                         f"({off / len(self.verdicts):.1%} of decisions)")
+        if self.weeks and self.weeks[0].covered_asked:
+            w = self.weeks[0]
+            lines.append(f"week 1 covered ceiling: {w.resolved} resolved of {w.covered_asked} "
+                         f"customers asking a covered question "
+                         f"({w.resolved / w.covered_asked:.1%})")
+        return lines
 
     def chart(self, path: Path) -> Path:
         import matplotlib
@@ -221,11 +270,23 @@ FACTS = [
 ]
 
 
-def reference_answer(label: str) -> str:
+def reference_answer(label: str, style: AgentStyle = AgentStyle.distinct) -> str:
     """The simulated agents' answer for a label (the data set has questions only)."""
     topic = label.replace("_", " ").replace("-", " ")
     rng = random.Random(hashlib.sha256(label.encode()).digest())
+    if style is AgentStyle.macro:
+        # A canned response: the same frame for every topic, the topic's words and one short
+        # fact, so replies to different topics look much alike (as a help desk's do).
+        return (f"Thanks for reaching out! Regarding {topic}: {rng.choice(FACTS)} "
+                "Is there anything else I can help with?")
     return f"About {topic}: " + " ".join(rng.sample(FACTS, 3))
+
+
+def load_off_topic(path: Path = OFF_TOPIC_FILE) -> list[str]:
+    """The shipped pool of off-topic questions (chit-chat, general knowledge, questions for
+    other businesses), one a line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [t.strip() for t in lines if t.strip() and not t.startswith("#")]
 
 
 def _statements(text: str) -> frozenset[str]:
@@ -258,13 +319,22 @@ class Replay:
         self.rng.shuffle(order)
         self.weights = {label: 1.0 / (rank + 1) ** config.zipf for rank, label in
                         enumerate(order)}
-        self.answer_label = {_statements(reference_answer(lb)): lb for lb in labels}
+        self.answer_label = {_statements(self.reference(lb)): lb for lb in labels}
         self.entry_label: dict[str, str] = {}
         self.text_label: dict[str, str] = {t: lb for lb, ts in data.items() for t in ts}
+        self.off_topic: list[str] = load_off_topic() if config.off_topic > 0 else []
+        for text in self.off_topic:
+            self.text_label.setdefault(text, OFF_TOPIC)
         self.bot_slug = bot_slug
         self.bot: BotRef | None = None
         self.verdicts: list[Verdict] = []
         self.now: datetime | None = None  # the simulated time of the admin's decisions
+
+    def reference(self, label: str) -> str:
+        """The agents' answer for a label in this replay's agent style."""
+        if label == OFF_TOPIC:
+            return DECLINE
+        return reference_answer(label, self.cfg.agent_style)
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -275,7 +345,7 @@ class Replay:
                 bot_id=bot.id, patch={"autonomy": self.cfg.autonomy.value}, actor=ADMIN),
                 bot=bot)
         cmds = [CreateEntry(bot_id=bot.id, question=self.kb_texts[lb][0],
-                            answer=reference_answer(lb), variants=self.kb_texts[lb][1:],
+                            answer=self.reference(lb), variants=self.kb_texts[lb][1:],
                             actor=ADMIN) for lb in sorted(self.covered)]
         for created, cmd in zip(self.svc.policy.create_entries(cmds), cmds, strict=True):
             self.entry_label[created["id"]] = self.answer_label[_statements(cmd.answer)]
@@ -286,7 +356,8 @@ class Replay:
 
     def _conversation(self, n: int, label: str, at: datetime, row: WeekRow) -> dict[str, Any]:
         assert self.bot is not None
-        text = self.rng.choice(self.pool[label])
+        text = self.rng.choice(self.off_topic if label == OFF_TOPIC else self.pool[label])
+        row.covered_asked += label in self.covered
         t = at
         msgs: list[dict[str, Any]] = [{"role": "customer", "text": text, "at": t.isoformat()}]
         feedback: list[dict[str, Any]] = []
@@ -295,7 +366,7 @@ class Replay:
         if got.escalate:
             row.escalated += 1
             msgs.append({"role": "bot", "text": FALLBACK, "at": (t + step).isoformat()})
-            msgs.append({"role": "agent", "text": reference_answer(label),
+            msgs.append({"role": "agent", "text": self.reference(label),
                          "at": (t + 10 * step).isoformat()})
             msgs.append({"role": "customer", "text": "ok thanks",
                          "at": (t + 11 * step).isoformat()})
@@ -315,7 +386,7 @@ class Replay:
                     feedback.append({"message_index": 1, "rating": "down"})
                     msgs.append({"role": "customer", "text": "that doesn't answer my question",
                                  "at": (t + 2 * step).isoformat()})
-                    msgs.append({"role": "agent", "text": reference_answer(label),
+                    msgs.append({"role": "agent", "text": self.reference(label),
                                  "at": (t + 10 * step).isoformat()})
                     row.escalated += 1
         return {"id": f"w{row.week}-{n}", "started_at": at.isoformat(), "messages": msgs,
@@ -328,7 +399,12 @@ class Replay:
         weights = [self.weights[lb] for lb in labels]
         convs = []
         for n in range(self.cfg.conversations_per_week):
-            label = self.rng.choices(labels, weights=weights)[0]
+            # Drawn only when there is an off-topic share, so a replay without one draws
+            # the same random numbers as before it existed.
+            if self.cfg.off_topic > 0 and self.rng.random() < self.cfg.off_topic:
+                label = OFF_TOPIC
+            else:
+                label = self.rng.choices(labels, weights=weights)[0]
             at = start + timedelta(seconds=self.rng.randint(0, 7 * 86400 - 600))
             convs.append(self._conversation(n, label, at, row))
         row.conversations = len(convs)
@@ -358,19 +434,54 @@ class Replay:
     def _review(self, row: WeekRow, verdicts: list[Verdict]) -> None:
         assert self.bot is not None
         for sug in self.svc.review.queue(self.bot, limit=self.cfg.decisions_per_week):
-            verdicts.append(Verdict(sug.confidence, self._decide(sug, row)))
+            purity, off = None, False
+            if sug.kind != SuggestionKind.rollback:
+                votes = self._gap_votes(sug)
+                if votes:
+                    top, n = votes.most_common(1)[0]
+                    purity, off = n / votes.total(), top == OFF_TOPIC
+            verdicts.append(Verdict(sug.confidence, self._decide(sug, row), purity, off))
+
+    def _gap_questions(self, sug: SuggestionView) -> list[str]:
+        """All the customer questions of the suggestion's gap (its evidence), or its own
+        phrasings when it has no gap."""
+        with Session(self.svc.engine) as session:
+            gap_id = session.exec(select(Suggestion.gap_id).where(
+                Suggestion.id == sug.id)).first()
+            questions = list(session.exec(select(GapEvidence.question).where(
+                GapEvidence.gap_id == gap_id)).all()) if gap_id else []
+        return questions or [sug.question, *sug.variants]
+
+    def _gap_votes(self, sug: SuggestionView) -> Counter[str]:
+        """The labels of the gap's questions (ones the data set does not know left out)."""
+        return Counter(lb for q in self._gap_questions(sug)
+                       if (lb := self.text_label.get(q)) is not None)
 
     def _judge(self, sug: SuggestionView) -> tuple[str, str | None, list[str]]:
         """Judge from the evidence a reviewer sees: is the answer right for what the customers
         asked, and are the phrasings about the same thing? Returns the verdict (approve,
-        edit, reject_wrong, reject_off_topic), the label asked about and the phrasings that
+        edit, reject_wrong, reject_not_a_gap), the label asked about and the phrasings that
         belong to it."""
         asked = [self.text_label.get(v) for v in [sug.question, *sug.variants]]
         votes = Counter(lb for lb in asked if lb)
         if not votes:
-            return "reject_off_topic", None, []
+            return "reject_not_a_gap", None, []
         label, _ = votes.most_common(1)[0]
         target = self.entry_label.get(sug.entry_id or "") if sug.entry_id else None
+        if label == OFF_TOPIC:
+            return "reject_not_a_gap", None, []
+        if self.cfg.min_purity > 0:
+            # The reviewer reads the whole evidence: customers asking about several things
+            # are not one gap, off-topic ones are not a gap at all, and a change to another
+            # topic's entry would tell its customers the wrong thing.
+            gap_votes = self._gap_votes(sug)
+            if gap_votes:
+                gap_label, n = gap_votes.most_common(1)[0]
+                if gap_label == OFF_TOPIC or n / gap_votes.total() < self.cfg.min_purity:
+                    return "reject_not_a_gap", None, []
+                if target is not None and target != gap_label and sug.kind in (
+                        SuggestionKind.improve_answer, SuggestionKind.add_variants):
+                    return "reject_wrong", gap_label, []
         good_variants = [v for v in sug.variants if self.text_label.get(v) == label]
         if sug.kind == "new_answer" or target is None:
             answer_ok = self._says(sug.answer) == label
@@ -388,7 +499,7 @@ class Replay:
         if sug.kind == "rollback":
             return self._decide_rollback(sug, row)
         verdict, label, good_variants = self._judge(sug)
-        if verdict == "reject_off_topic":
+        if verdict == "reject_not_a_gap":
             self._execute(Reject(suggestion_id=sug.id, actor=ADMIN,
                                  reason=RejectReason.not_a_gap, at=self.now))
             row.rejected += 1
@@ -405,7 +516,7 @@ class Replay:
             return SuggestionStatus.rejected
         else:
             result = self._execute(EditAndApprove(
-                suggestion_id=sug.id, actor=ADMIN, answer=reference_answer(label),
+                suggestion_id=sug.id, actor=ADMIN, answer=self.reference(label),
                 variants=good_variants, at=self.now))
             row.edited += 1
             outcome = "edited"

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from core.pipeline.signals import FALLBACK_RE
-from core.replay import FALLBACK, Replay, ReplayConfig, load_labelled, reference_answer
+from core.replay import (
+    FALLBACK,
+    AgentStyle,
+    Replay,
+    ReplayConfig,
+    load_labelled,
+    reference_answer,
+)
 from core.services import Services
 
 TOPICS = {
@@ -77,7 +84,8 @@ def test_bad_labelled_files_are_refused(tmp_path: Path) -> None:
 
 def test_the_simulated_admin_reads_what_an_answer_says(services: Services, tmp_path: Path
                                                        ) -> None:
-    replay = Replay(services, data=load_labelled(_csv(tmp_path)), config=ReplayConfig())
+    replay = Replay(services, data=load_labelled(_csv(tmp_path)),
+                    config=ReplayConfig(agent_style=AgentStyle.distinct))
     answer = reference_answer("refund_status")
     topic, facts = answer.split(": ", 1)
     first, *rest = re.split(r"(?<=\.)\s+", facts)
