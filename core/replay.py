@@ -47,7 +47,8 @@ FALLBACK = "Sorry, I'm not sure about that. Let me connect you with a teammate."
 # What agents tell a customer whose question is not about this business.
 DECLINE = "Sorry, I can only help with questions about your account and our services."
 OFF_TOPIC = "(off-topic)"  # the label of questions from the off-topic pool
-OFF_TOPIC_FILE = Path(__file__).parent / "replay_data" / "off_topic.txt"
+# Under core/data so that it ships in the wheel with the rest of the package data.
+OFF_TOPIC_FILE = Path(__file__).parent / "data" / "replay" / "off_topic.txt"
 PURE = 0.9  # a gap whose majority label has at least this share counts as pure
 ADMIN = Actor(name="replay admin", channel=Channel.api)
 
