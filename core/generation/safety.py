@@ -14,7 +14,9 @@ from stdnum import luhn
 __all__ = [
     "looks_like_instructions",
     "quote_untrusted",
+    "redact_identifiers",
     "redact_pii",
+    "redact_references",
     "strip_unknown_links",
     "urls",
 ]
@@ -24,6 +26,10 @@ PHONE = "[phone]"
 CARD = "[card number]"
 IBAN = "[IBAN]"
 ACCOUNT = "[account number]"
+REFERENCE = "[reference]"
+NAME = "[name]"
+# Every placeholder the redactions write, so callers can tell a text that is only placeholders.
+PLACEHOLDERS = (EMAIL, PHONE, CARD, IBAN, ACCOUNT, REFERENCE, NAME)
 
 # -- personal data ---------------------------------------------------------------------------
 
@@ -116,6 +122,45 @@ def redact_pii(text: str) -> str:
     text = _redact_cards(text)
     text = _redact_phones(text)
     return _ACCOUNT_RE.sub(ACCOUNT, text)
+
+
+# Order numbers and other reference codes a customer quotes: a token mixing letters and digits
+# (VC-2184266, ABC123456; at least 2 letters and 4 digits, or 5 digits, so "1080p" or "30W"
+# stay), a "#" number, or a number after the word that names it ("order 12345"). They identify
+# one customer's case, so they belong in no canonical question or trigger; answers keep theirs
+# (see redact_pii).
+_MIXED_CODE_RE = re.compile(
+    r"(?<![\w-])(?=[A-Za-z0-9-]*[A-Za-z])(?=[A-Za-z0-9-]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
+    r"(?![\w-])")
+_HASH_NUMBER_RE = re.compile(r"#\s?\d{3,}\b")
+_NAMED_NUMBER_RE = re.compile(
+    r"\b((?:order|ref|reference|ticket|case|invoice|tracking|booking|confirmation|parcel|"
+    r"shipment|package|customer|account|member)\s*(?:no\.?|nr\.?|number|num|id|code)?\s*[:#]?\s*)"
+    r"\d{4,}\b", re.IGNORECASE)
+_NAME_RE = re.compile(r"\b((?i:my name is|my name's|name:)\s+)[A-Z][a-z]+(?:\s[A-Z][a-z]+)?")
+
+
+def _is_code(token: str) -> bool:
+    letters = sum(ch.isalpha() for ch in token)
+    digits = sum(ch.isdigit() for ch in token)
+    return digits >= 5 or (letters >= 2 and digits >= 4)
+
+
+def redact_references(text: str) -> str:
+    """`text` with order numbers, reference codes and self-introduced names replaced by
+    "[reference]" / "[name]" (for customers' questions, not answers)."""
+    if not text:
+        return text
+    text = _MIXED_CODE_RE.sub(lambda m: REFERENCE if _is_code(m.group()) else m.group(), text)
+    text = _HASH_NUMBER_RE.sub(REFERENCE, text)
+    text = _NAMED_NUMBER_RE.sub(lambda m: m.group(1) + REFERENCE, text)
+    return _NAME_RE.sub(lambda m: m.group(1) + NAME, text)
+
+
+def redact_identifiers(text: str) -> str:
+    """Everything that identifies one customer or their case, redacted: `redact_pii` and then
+    `redact_references`."""
+    return redact_references(redact_pii(text))
 
 
 # -- links -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from core.generation.safety import (
     looks_like_instructions,
     quote_untrusted,
+    redact_identifiers,
     redact_pii,
     strip_unknown_links,
     urls,
@@ -159,3 +160,24 @@ def test_injection_attempts_are_recognised(text: str) -> None:
 ])
 def test_ordinary_questions_are_not_taken_for_injections(text: str) -> None:
     assert not looks_like_instructions(text)
+
+
+# -- redact_identifiers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("can u gift wrap my order VC-2184266?", "can u gift wrap my order [reference]?"),
+    ("order #12345 is late", "order [reference] is late"),
+    ("ABC123456 never came", "[reference] never came"),
+    ("order number 558812 missing", "order number [reference] missing"),
+    ("my name is Jane Doe, mail jane@example.com", "my name is [name], mail [email]"),
+    ("does it play 1080p on the 30W model for iPhone 15", "does it play 1080p on the 30W model "
+                                                           "for iPhone 15"),
+])
+def test_customer_identifiers_are_redacted_from_questions(text: str, redacted: str) -> None:
+    assert redact_identifiers(text) == redacted
+
+
+def test_answers_keep_their_order_numbers() -> None:
+    # redact_pii (for answers and prompts) leaves short references alone.
+    assert redact_pii("Quote order 12345 when you write.") == "Quote order 12345 when you write."
