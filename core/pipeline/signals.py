@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.pipeline.wording import is_chitchat
+
 FALLBACK_RE = re.compile(
     r"\b(not sure|don'?t know|do not know|didn'?t (?:understand|get)|did not understand|"
     r"couldn'?t find|could not find|can'?t help|cannot help|unable to help|rephrase|"
@@ -137,9 +139,11 @@ def is_bot_answer(msg: Message) -> bool:
 
 
 def is_substantive(text: str) -> bool:
-    """A customer message that asks something, not just 'thanks' or 'agent please'."""
+    """A customer message that asks something, not just 'thanks', 'agent please' or a greeting
+    ("hey there 👋", "bonjour", "are you a bot?": no topic the KB could answer, so never a
+    gap nor an unanswered question)."""
     words = text.split()
-    if len(words) < MIN_QUESTION_WORDS or COMPLAINT_RE.search(text):
+    if len(words) < MIN_QUESTION_WORDS or COMPLAINT_RE.search(text) or is_chitchat(text):
         return False
     return not (len(words) <= 5 and (THANKS_RE.search(text) or HUMAN_REQUEST_RE.search(text)))
 
