@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.pipeline.gaps import medoid
+from core.pipeline.wording import clean_question, has_identifier, is_chitchat
 
 LOW_CONFIDENCE = 60
 # Nothing to base an answer on: the reviewer has to write it.
@@ -176,21 +177,28 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
     # else belongs elsewhere, however close its wording.
     members = answered_by(evidence, qvecs, answer_vector)
     mvecs = qvecs[members]
-    typical_one = members[medoid(mvecs)]
+    typical_one = members[_typical_clean(evidence, mvecs, members)]
     question = entry.question if kind == "add_variants" and entry is not None \
-        else evidence[typical_one].question
+        else clean_question(evidence[typical_one].question)
     # What the bot already recognises: the entry's phrasings, or the new entry's question.
     known = entry.phrasing_vectors if kind != "new_answer" and entry is not None \
         else qvecs[[typical_one]]
-    variants = covering([evidence[i].question for i in members], mvecs, known=known,
-                        limit=max_variants)
+    # A trigger is matched against every customer's words: one customer's order number or
+    # e-mail in it helps nobody and shows that customer's data to all reviewers.
+    usable = [k for k, i in enumerate(members) if not has_identifier(evidence[i].question)
+              and not is_chitchat(evidence[i].question)]
+    variants = covering([evidence[members[k]].question for k in usable], mvecs[usable],
+                        known=known, limit=max_variants)
     if kind != "add_variants":
-        variants = [v for v in variants if v != question]
+        variants = [v for v in variants if v != evidence[typical_one].question]
     if warning is None and confidence < LOW_CONFIDENCE:
         warning = f"Low confidence ({confidence}/100): check the answer before approving."
     typical = [members[i] for i in np.argsort(-(mvecs @ mvecs.mean(axis=0)), kind="stable")]
     sources = _representative_replies([evidence[i] for i in members], with_reply)
     vector_of = {evidence[i].question: qvecs[i] for i in members}
+    # The cleaned question is read as the customer's wording it came from.
+    if kind == "new_answer":
+        vector_of[question] = qvecs[typical_one]
     added = ([question] if kind == "new_answer" else []) + variants
     return Proposal(kind, question, answer, variants, confidence, warning,
                     entry.id if entry is not None and kind != "new_answer" else None,
@@ -202,6 +210,18 @@ def propose(kind: str, evidence: list[Evidence], entry: EntryView | None, *,
                     answer_vector=answer_vector,
                     new_phrasing_vectors=np.stack([vector_of[t] for t in added])
                     if added else np.zeros((0, qvecs.shape[1]), dtype=qvecs.dtype))
+
+
+def _typical_clean(evidence: list[Evidence], mvecs: np.ndarray, members: list[int]) -> int:
+    """Index (into `members`) of the question to word the gap by: the most typical one (the
+    medoid) among those that carry no customer identifier and are no chit-chat, else the
+    medoid itself (its identifiers are then redacted by `clean_question`)."""
+    centre = medoid(mvecs)
+    if not has_identifier(evidence[members[centre]].question):
+        return centre
+    order = np.argsort(-(mvecs @ mvecs.sum(axis=0)), kind="stable")
+    return next((int(k) for k in order if not has_identifier(evidence[members[k]].question)
+                 and not is_chitchat(evidence[members[k]].question)), centre)
 
 
 def _representative_replies(members: list[Evidence], usable: list[Evidence]
