@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -45,9 +46,13 @@ def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
         # New evidence updates the open suggestion; it never adds a second one. A category a
         # person set stays.
         keep = ("category", "category_source") if current.category_source == "admin" else ()
+        folded = dict((current.evidence or {}).get("also_from") or {})
         for k, v in plan.fields.items():
             if k not in keep:
                 setattr(current, k, v)
+        if folded:
+            # Phrasings other gaps folded into this suggestion stay until it is decided.
+            _apply_folded(current, folded)
         current.updated_at = utcnow()
         if current.category in settings.training_excluded_categories:
             withdraw(session, current, because=excluded_category(current.category), at=utcnow(),
@@ -73,6 +78,15 @@ def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
         if plan.repeats_rejection and \
                 plan.occurrences_total < REJECTED_GROWTH * max(size_then, 1):
             return Outcome.skipped
+    host = _open_add_variants(session, plan) \
+        if plan.fields["kind"] == SuggestionKind.add_variants and plan.fields["entry_id"] \
+        else None
+    if host is not None:
+        # One open add-variants suggestion per entry: reviewers approve an entry's new
+        # phrasings together instead of one card per gap that found some.
+        _fold(host, plan)
+        session.add(host)
+        return Outcome.updated
     if allowance is not None and allowance <= 0:
         return Outcome.held
     # Stamped with the cycle's time: the plan's weekly allowance counts by it.
@@ -80,6 +94,66 @@ def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
                            status=SuggestionStatus.pending, created_at=as_of, updated_at=as_of,
                            **plan.fields))
     return Outcome.created
+
+
+def _open_add_variants(session: Session, plan: SuggestionPlan) -> Suggestion | None:
+    """Another gap's open add-variants suggestion for the plan's entry, if there is one."""
+    return session.exec(select(Suggestion).where(
+        Suggestion.bot_id == plan.bot_id, Suggestion.kind == SuggestionKind.add_variants,
+        Suggestion.entry_id == plan.fields["entry_id"], Suggestion.gap_id != plan.gap_id,
+        col(Suggestion.status).in_(OPEN_SUGGESTION_STATUSES))
+        .order_by(col(Suggestion.created_at))).first()
+
+
+def _fold(host: Suggestion, plan: SuggestionPlan) -> None:
+    """Fold the plan's phrasings and evidence into `host`, replacing what the plan's gap folded
+    in before (a gap re-planned every cycle is counted once)."""
+    evidence = plan.fields["evidence"]
+    folded = dict((host.evidence or {}).get("also_from") or {})
+    _strip_folded(host, folded)
+    folded[plan.gap_id] = {
+        "variants": list(plan.fields["variants"]),
+        "conversation_ids": list(evidence.get("conversation_ids") or []),
+        "occurrences_total": int(evidence.get("occurrences_total") or 0),
+        "occurrences_7d": int(evidence.get("occurrences_7d") or 0),
+    }
+    _apply_folded(host, folded)
+    host.updated_at = utcnow()
+
+
+def _strip_folded(host: Suggestion, folded: dict[str, dict[str, Any]]) -> None:
+    """`host` as its own gap planned it: the folded gaps' contributions taken out."""
+    evidence = dict(host.evidence or {})
+    theirs = {v for f in folded.values() for v in f["variants"]}
+    ids = {c for f in folded.values() for c in f["conversation_ids"]}
+    evidence["conversation_ids"] = [c for c in evidence.get("conversation_ids") or []
+                                    if c not in ids]
+    for key in ("occurrences_total", "occurrences_7d"):
+        evidence[key] = max(0, int(evidence.get(key) or 0)
+                            - sum(int(f[key]) for f in folded.values()))
+    evidence.pop("also_from", None)
+    host.evidence = evidence
+    host.variants = [v for v in host.variants or [] if v not in theirs]
+
+
+def _apply_folded(host: Suggestion, folded: dict[str, dict[str, Any]]) -> None:
+    """`host` (as its own gap planned it) with the folded gaps' phrasings and evidence added."""
+    evidence = dict(host.evidence or {})
+    seen = {" ".join(v.lower().split()) for v in host.variants or []}
+    variants = list(host.variants or [])
+    for f in folded.values():
+        for v in f["variants"]:
+            if " ".join(v.lower().split()) not in seen:
+                seen.add(" ".join(v.lower().split()))
+                variants.append(v)
+    evidence["conversation_ids"] = list(dict.fromkeys(
+        [*(evidence.get("conversation_ids") or []),
+         *(c for f in folded.values() for c in f["conversation_ids"])]))[:50]
+    for key in ("occurrences_total", "occurrences_7d"):
+        evidence[key] = int(evidence.get(key) or 0) + sum(int(f[key]) for f in folded.values())
+    evidence["also_from"] = folded
+    host.evidence = evidence
+    host.variants = variants
 
 
 def close_empty_gap(session: Session, *, gap_id: str) -> None:
