@@ -53,6 +53,10 @@ PURE = 0.9  # a gap whose majority label has at least this share counts as pure
 ADMIN = Actor(name="replay admin", channel=Channel.api)
 
 
+MACRO_OPENING = "Thanks for reaching out!"
+MACRO_CLOSING = "Is there anything else I can help with?"
+
+
 class AgentStyle(StrEnum):
     """How the simulated agents answer: one canned macro for every topic, or a distinct
     answer per topic."""
@@ -278,8 +282,7 @@ def reference_answer(label: str, style: AgentStyle = AgentStyle.distinct) -> str
     if style is AgentStyle.macro:
         # A canned response: the same frame for every topic, the topic's words and one short
         # fact, so replies to different topics look much alike (as a help desk's do).
-        return (f"Thanks for reaching out! Regarding {topic}: {rng.choice(FACTS)} "
-                "Is there anything else I can help with?")
+        return f"{MACRO_OPENING} Regarding {topic}: {rng.choice(FACTS)} {MACRO_CLOSING}"
     return f"About {topic}: " + " ".join(rng.sample(FACTS, 3))
 
 
@@ -320,7 +323,7 @@ class Replay:
         self.rng.shuffle(order)
         self.weights = {label: 1.0 / (rank + 1) ** config.zipf for rank, label in
                         enumerate(order)}
-        self.answer_label = {_statements(self.reference(lb)): lb for lb in labels}
+        self.answer_label = {self._content(self.reference(lb)): lb for lb in labels}
         self.entry_label: dict[str, str] = {}
         self.text_label: dict[str, str] = {t: lb for lb, ts in data.items() for t in ts}
         self.off_topic: list[str] = load_off_topic() if config.off_topic > 0 else []
@@ -349,7 +352,7 @@ class Replay:
                             answer=self.reference(lb), variants=self.kb_texts[lb][1:],
                             actor=ADMIN) for lb in sorted(self.covered)]
         for created, cmd in zip(self.svc.policy.create_entries(cmds), cmds, strict=True):
-            self.entry_label[created["id"]] = self.answer_label[_statements(cmd.answer)]
+            self.entry_label[created["id"]] = self.answer_label[self._content(cmd.answer)]
         self.bot = self.svc.review.bot(self.bot_slug)
         return self.bot
 
@@ -430,7 +433,15 @@ class Replay:
         """The label whose reference answer this text states exactly (the admin reads what an
         answer says: a reworded greeting or sentence order does not matter, a missing or an
         extra fact does)."""
-        return self.answer_label.get(_statements(answer))
+        return self.answer_label.get(self._content(answer))
+
+    def _content(self, answer: str) -> frozenset[str]:
+        """What an answer says; a macro's greeting and sign-off say nothing (drafting drops
+        them, and a reviewer would not send a draft back for lacking them)."""
+        said = _statements(answer)
+        if self.cfg.agent_style is AgentStyle.macro:
+            said -= _statements(f"{MACRO_OPENING} {MACRO_CLOSING}")
+        return said
 
     def _review(self, row: WeekRow, verdicts: list[Verdict]) -> None:
         assert self.bot is not None

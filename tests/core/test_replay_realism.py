@@ -77,6 +77,11 @@ def test_the_reviewer_rejects_mixed_and_off_topic_gaps_and_approves_a_pure_one(
     pure = _suggestion("new_answer", shipping[0], shipping[1:4],
                        replay.reference("shipping_time"))
     assert replay._judge(pure)[0] == "approve"
+    # a draft without the macro's greeting and sign-off says the same thing
+    bare = replay.reference("shipping_time").removeprefix("Thanks for reaching out! ")
+    bare = bare.removesuffix(" Is there anything else I can help with?")
+    assert replay._says(bare) == "shipping_time"
+    assert replay._says(bare.replace("shipping time", "store hours")) is None
     mixed = _suggestion("new_answer", shipping[0], [TOPICS["reset_password"][0],
                                                     TOPICS["refund_status"][0],
                                                     TOPICS["store_hours"][0]],
