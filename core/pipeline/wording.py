@@ -36,11 +36,12 @@ _LEADING = re.compile(
 # A closing that adds nothing to the question.
 _TRAILING = re.compile(
     r"(?:[\s,;.!-]+(?:(?:many |thanks?|thank you|thx|ty|cheers|please|pls|plz|asap|"
-    r"in advance|a lot|so much|much appreciated|appreciate it|help)\W*)+)$",
+    r"in advance|a lot|so much|much appreciated|appreciate it)\W*)+)$",
     re.IGNORECASE)
 _FILLER_SENTENCE = re.compile(
     r"^(?:i )?(?:just|only) (?:placed|ordered|bought|made|did|paid)\b.{0,20}$"
-    r"|^(?:please|pls|plz) help$|^help$|^asap$|^urgent$",
+    r"|^(?:please|pls|plz) help$|^help(?: me)?(?: please| pls)?$|^asap$|^urgent$"
+    r"|^(?:thanks?|thank you|thx|cheers|regards|best|kind regards)\b[\w ,]{0,25}$",
     re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[?!.])\s+")
 _PLACEHOLDER_RE = re.compile(
@@ -81,9 +82,10 @@ def clean_question(text: str) -> str:
     sentences = [s for s in _SENTENCES.split(cleaned) if s.strip()]
     kept = [s for s in sentences if not is_chitchat(s)
             and not _FILLER_SENTENCE.search(s.strip(" .!?,"))]
-    asking = [s for s in kept if s.rstrip().endswith("?")]
-    # The question is the part that asks; context around it ("just placed it") is dropped.
-    cleaned = " ".join(asking or kept)
+    # Greetings and context-free fillers ("just placed it") go; sentences that give the
+    # question its topic ("My card has not arrived. What is going on?") stay.
+    cleaned = " ".join(kept)
+    last = kept[-1].rstrip() if kept else ""
     previous = None
     while previous != cleaned:
         previous = cleaned
@@ -98,5 +100,8 @@ def clean_question(text: str) -> str:
     cleaned = re.sub(r"\s+([,;:])", r"\1", cleaned)
     cleaned = cleaned[0].upper() + cleaned[1:]
     cleaned = re.sub(r"[?!.]+$", "", cleaned)
-    asked = "?" in text or bool(_QUESTION_START.search(cleaned))
-    return cleaned + ("?" if asked else "")
+    if re.search(r"\?[?!.]*$", last) or (not last.endswith((".", "!"))
+                              and _QUESTION_START.search(_SENTENCES.split(cleaned)[-1])):
+        return cleaned + "?"
+    # A statement keeps one full stop when it had closing punctuation.
+    return cleaned + ("." if last.endswith((".", "!")) else "")

@@ -30,6 +30,11 @@ def test_a_question_with_a_greeting_is_still_a_question(text: str) -> None:
     ("Hello team, where is my order #12345?? thanks!", "Where is my order?"),
     ("hey there 👋 do you ship to canada", "Do you ship to canada?"),
     ("Hi! Can I return shoes? Thanks, Sarah", "Can I return shoes?"),
+    # The sentence that gives the question its topic stays.
+    ("hello, my new card has not arrived. What is going on?!",
+     "My new card has not arrived. What is going on?"),
+    ("Somebody has stolen my card, I need help please.",
+     "Somebody has stolen my card, I need help."),
     ("  does   the charger work with iPhone 15  ", "Does the charger work with iPhone 15?"),
     ("my name is John Smith, can I change my e-mail to a@b.com?", "Can I change my e-mail?"),
 ])
