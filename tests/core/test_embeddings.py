@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,16 @@ import numpy as np
 import openai
 import pytest
 
-from core.embeddings import CachedEmbedder, EmbeddingModelError, OnnxMiniLMEmbedder, OpenAIEmbedder
+import core.embeddings as embeddings
+from core.embeddings import (
+    MINILM_DYNQ8_SHA256,
+    MINILM_MODEL_ID,
+    CachedEmbedder,
+    EmbeddingModelError,
+    OnnxMiniLMEmbedder,
+    OpenAIEmbedder,
+    derive_dynq8_model,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +59,7 @@ def test_vectors_are_unit_rows_of_dimension_384(minilm):
     vectors = minilm.embed([PASSWORD_1, STORE, "", "ok"])
 
     assert minilm.dimension == 384
-    assert minilm.model_id == "all-MiniLM-L6-v2-onnx-int8"
+    assert minilm.model_id == "all-MiniLM-L6-v2-onnx-int8-dynq8"
     assert vectors.shape == (4, 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -77,15 +87,21 @@ def test_paraphrases_are_much_closer_than_unrelated_sentences(minilm):
     assert paraphrase - unrelated > 0.4
 
 
-def test_padding_next_to_longer_sentences_does_not_change_a_vector(minilm):
-    alone = minilm.embed([PASSWORD_1])[0]
-    batched = minilm.embed([LONG, PASSWORD_1, LONG + " " + LONG, STORE])[1]
+@pytest.mark.parametrize("dynamic_int8", [True, False])
+def test_padding_next_to_longer_sentences_does_not_change_a_vector(dynamic_int8):
+    # The dynamic model quantises each token's activations on their own, so even it
+    # gives a text the same vector whatever else is in the batch.
+    embedder = OnnxMiniLMEmbedder(dynamic_int8=dynamic_int8)
+
+    alone = embedder.embed([PASSWORD_1])[0]
+    batched = embedder.embed([LONG, PASSWORD_1, LONG + " " + LONG, STORE])[1]
 
     assert cosine(alone, batched) > 0.9999
 
 
-def test_vectors_come_back_in_input_order_across_batches():
-    small_batches = OnnxMiniLMEmbedder(batch_size=2)
+@pytest.mark.parametrize("dynamic_int8", [True, False])
+def test_vectors_come_back_in_input_order_across_batches(dynamic_int8):
+    small_batches = OnnxMiniLMEmbedder(batch_size=2, dynamic_int8=dynamic_int8)
     texts = [LONG, PASSWORD_1, STORE, "hi", PASSWORD_2, LONG[:80], "card?"]
 
     together = small_batches.embed(texts)
@@ -144,7 +160,83 @@ def test_a_missing_model_file_is_refused_clearly(tmp_path):
     assert str(missing) in str(excinfo.value)
 
 
-def test_loads_and_embeds_with_networking_unavailable():
+def test_the_dynamic_model_has_its_own_id_and_nearly_the_same_vectors(minilm):
+    weights_only = OnnxMiniLMEmbedder(dynamic_int8=False)
+    texts = [PASSWORD_1, PASSWORD_2, STORE, LONG, "", "card?"]
+
+    new, old = minilm.embed(texts), weights_only.embed(texts)
+
+    # Another id puts stored vectors in another collection, so they are embedded
+    # again instead of being compared with vectors of the other model.
+    assert weights_only.model_id == MINILM_MODEL_ID
+    assert minilm.model_id != weights_only.model_id
+    assert old.shape == new.shape == (len(texts), 384)
+    cosines = np.sum(new * old, axis=1)
+    assert cosines.min() > 0.98, cosines  # the empty text is the farthest (0.983)
+    assert cosines.mean() > 0.99, cosines
+
+
+def test_the_derived_model_is_the_pinned_file_every_time():
+    source = (Path(embeddings._default_minilm_path())).read_bytes()
+
+    first, second = derive_dynq8_model(source), derive_dynq8_model(source)
+
+    assert first == second
+    assert hashlib.sha256(first).hexdigest() == MINILM_DYNQ8_SHA256
+
+
+def _fresh_sessions(monkeypatch) -> None:
+    # Sessions are shared per process; a test of how the file is found needs its own.
+    monkeypatch.setattr(embeddings, "_MODELS", {})
+
+
+def test_the_derived_model_is_cached_and_a_damaged_copy_is_derived_again(
+    minilm, tmp_path, monkeypatch, caplog
+):
+    _fresh_sessions(monkeypatch)
+    first = OnnxMiniLMEmbedder(cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.onnx")
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == MINILM_DYNQ8_SHA256
+    expected = first.embed([PASSWORD_1, STORE])
+
+    damaged = bytearray(cached.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the weights
+    cached.write_bytes(bytes(damaged))
+    _fresh_sessions(monkeypatch)
+    with caplog.at_level("WARNING", logger="core.embeddings"):
+        again = OnnxMiniLMEmbedder(cache_dir=tmp_path)
+
+    assert "damaged" in caplog.text
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == MINILM_DYNQ8_SHA256
+    np.testing.assert_array_equal(again.embed([PASSWORD_1, STORE]), expected)
+    np.testing.assert_array_equal(minilm.embed([PASSWORD_1, STORE]), expected)
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # no temporary files left
+
+
+def test_an_unwritable_cache_only_costs_deriving_again(tmp_path, monkeypatch, caplog):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("in the way")
+    _fresh_sessions(monkeypatch)
+
+    with caplog.at_level("WARNING", logger="core.embeddings"):
+        embedder = OnnxMiniLMEmbedder(cache_dir=not_a_dir / "cache")
+
+    assert embedder.embed([PASSWORD_1]).shape == (1, 384)
+    assert "could not keep the derived embedding model" in caplog.text
+
+
+def test_a_derivation_that_no_longer_gives_the_pinned_file_is_refused(tmp_path, monkeypatch):
+    _fresh_sessions(monkeypatch)
+    monkeypatch.setattr(embeddings, "MINILM_DYNQ8_SHA256", "0" * 64)
+
+    with pytest.raises(EmbeddingModelError, match="would not be comparable") as excinfo:
+        OnnxMiniLMEmbedder(cache_dir=tmp_path)
+
+    assert MINILM_DYNQ8_SHA256 in str(excinfo.value)  # the sha256 it did produce
+    assert list(tmp_path.iterdir()) == []  # nothing cached under the pinned name
+
+
+def test_loads_and_embeds_with_networking_unavailable(tmp_path):
     code = textwrap.dedent(
         """
         import socket
@@ -171,6 +263,8 @@ def test_loads_and_embeds_with_networking_unavailable():
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
+        # An empty cache: the dynamic model is derived in this process, offline.
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=90,
@@ -179,6 +273,7 @@ def test_loads_and_embeds_with_networking_unavailable():
 
     assert result.returncode == 0, result.stderr
     assert "embedded; network attempts: 0" in result.stdout
+    assert len(list((tmp_path / "autotrain").glob("*-dynq8-*.onnx"))) == 1
 
 
 # -- OpenAIEmbedder against a local fake of the embeddings endpoint -----------
