@@ -313,13 +313,13 @@ def test_a_slow_decision_shows_a_working_state_first(slack_world: SlackWorld,
     execute = world.svc.review.execute
 
     def slow(command: object, *, bot: object) -> object:
-        time.sleep(1.0)  # a busy database
+        time.sleep(2.0)  # a busy database
         return execute(command, bot=bot)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.svc.review, "execute", slow)
-    started = time.perf_counter()
     assert world.click(ActionId.approve, sid).status_code == 200
-    assert time.perf_counter() - started < 0.9  # acked before the work is done
+    # Acked before the work is done (a margin of 2 s, so a loaded CI machine cannot flake).
+    assert world.status(sid) == SuggestionStatus.pending
     first, last = world.fake.wait_for("chat.update", count=2)
     assert f"Working on <@{ALICE}>" in world.text_of(first.blocks)
     assert "Approved" in world.text_of(last.blocks) and "Working" not in \
