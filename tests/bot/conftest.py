@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from app import create_app
+from bot.handlers import context
 from bot.ids import CardPayload
 from bot.slack_notify import SlackRound, post_announcements, post_cards, sync_cards
 from core.db import session_scope
@@ -121,8 +122,11 @@ class SlackWorld:
 
 
 @pytest.fixture
-def slack_world(tmp_path: Path, embedder: Embedder,
-                fake_slack: FakeSlack) -> Iterator[SlackWorld]:
+def slack_world(tmp_path: Path, embedder: Embedder, fake_slack: FakeSlack,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorld]:
+    # No working state unless a test asks for one: on a loaded machine a decision can pass
+    # the 0.4 s mark, and the card's first update would be "Working…" instead of its result.
+    monkeypatch.setattr(context, "WORKING_AFTER_SECONDS", 30.0)
     settings = load_settings(AUTOTRAIN_DATA_DIR=tmp_path / "data", AUTOTRAIN_API_KEY=ADMIN_KEY,
                              DATABASE_URL="", CHROMA_URL="", REDIS_URL="",
                              SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET=SECRET,

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from bot.handlers import context
 from bot.ids import ActionId, BlockId, CallbackId, DeferChoice
 from core.policy.commands import Actor, Channel, Reject, RejectReason
 from core.status import SuggestionStatus
@@ -317,6 +318,7 @@ def test_a_slow_decision_shows_a_working_state_first(slack_world: SlackWorld,
         return execute(command, bot=bot)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world.svc.review, "execute", slow)
+    monkeypatch.setattr(context, "WORKING_AFTER_SECONDS", 0.4)
     assert world.click(ActionId.approve, sid).status_code == 200
     # Acked before the work is done (a margin of 2 s, so a loaded CI machine cannot flake).
     assert world.status(sid) == SuggestionStatus.pending

@@ -384,4 +384,6 @@ def test_drafting_a_cycles_gaps_takes_milliseconds_each(embedder: Embedder) -> N
     drafts = generator.draft_all(contexts)
     elapsed = time.perf_counter() - start
     assert all(not d.placeholder for d in drafts)
-    assert elapsed < 1.0, f"{elapsed * 10:.1f} ms per gap"
+    # ~2-10 ms a gap here (python -m benchmarks.cycle measures it); the bound only catches
+    # a drafter that went remote or quadratic, with room for a loaded CI machine.
+    assert elapsed < 10.0, f"{elapsed * 10:.1f} ms per gap"
