@@ -148,6 +148,31 @@ class CycleOut(BaseModel):
                           description="suggestions not made: category excluded from training")
     rollbacks_suggested: int = 0
     rolled_back: int = Field(default=0, description="auto-published changes rolled back")
+    one_off_questions: int = Field(default=0, description=(
+        "questions asked once with no similar question: counted, not proposed "
+        "(GET /bots/{slug}/questions?kind=one_off lists them)"))
+    one_off_repeated: int = Field(default=0, description=(
+        "suggestions made this cycle for a question that was one-off before and was asked "
+        "again"))
+    declined_questions: int = Field(default=0, description=(
+        "failures set aside because the agents declined them with a stock refusal "
+        "(GET /bots/{slug}/questions?kind=declined lists them)"))
+
+
+class QuestionOut(BaseModel):
+    question: str = Field(description="the customer's question, identifiers redacted")
+    at: datetime
+    signal: str
+    conversation_id: str = Field(description="the chatbot's own conversation id")
+    agent_reply: str | None = Field(default=None, description="what the agent answered, "
+                                                              "identifiers redacted")
+
+
+class QuestionList(BaseModel):
+    kind: str = Field(description="one_off | declined")
+    days: int
+    total: int = Field(description="how many in the window; items holds the newest ones")
+    items: list[QuestionOut]
 
 
 class SuggestionOut(BaseModel):

@@ -20,7 +20,7 @@ class SuggestionStatus(StrEnum):
 class GapStatus(StrEnum):
     """Gap lifecycle (docs/signals.md): open → published (a suggestion approved; still
     watched) → closed once quiet; rejected gaps are frozen; merged and superseded gaps handed
-    their evidence to another gap."""
+    their evidence to another gap; declined questions are set aside in one group per bot."""
 
     open = "open"
     published = "published"
@@ -28,6 +28,9 @@ class GapStatus(StrEnum):
     rejected = "rejected"
     merged = "merged"
     superseded = "superseded"
+    # The bot's one group of questions its agents declined with a stock refusal (off-topic):
+    # counted and listed, never proposed (core.cycle.declines).
+    declined = "declined"
 
 
 class WatchStatus(StrEnum):

@@ -25,6 +25,8 @@ from api.schemas import (
     MetricsOut,
     NotificationList,
     NotificationOut,
+    QuestionList,
+    QuestionOut,
     SuggestionList,
     SuggestionOut,
     SuggestionPatch,
@@ -41,7 +43,14 @@ from core.policy.commands import (
     SetPaused,
     UndoSuggestion,
 )
-from core.review import AnnouncementView, AuditView, Period, StatsView, SuggestionView
+from core.review import (
+    AnnouncementView,
+    AuditView,
+    Period,
+    QuestionKind,
+    StatsView,
+    SuggestionView,
+)
 from core.status import SuggestionStatus, WatchStatus
 
 router = APIRouter(prefix="/api/v1", tags=["review"])
@@ -75,6 +84,20 @@ def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> Cyc
                                   full=body.full if body else False,
                                   reembed=body.reembed if body else False)
     return CycleOut(**result.public())
+
+
+@router.get("/bots/{slug}/questions", response_model=QuestionList)
+def questions(bot: BotDep, svc: ServicesDep, kind: QuestionKind = QuestionKind.one_off,
+              days: Annotated[int, Query(ge=1, le=365)] = 7,
+              limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> QuestionList:
+    """Failed questions kept out of the review queue, newest first: `one_off` (asked once,
+    with no similar question; a second customer asking alike makes it a suggestion) or
+    `declined` (the agents turned them away with the same stock refusal)."""
+    view = svc.review.questions(bot, kind, days=days, limit=limit)
+    return QuestionList(kind=view.kind, days=view.days, total=view.total, items=[
+        QuestionOut(question=q.question, at=q.at, signal=q.signal,
+                    conversation_id=q.conversation_id, agent_reply=q.agent_reply)
+        for q in view.items])
 
 
 @router.get("/bots/{slug}/suggestions", response_model=SuggestionList)

@@ -38,6 +38,8 @@ from core.review.views import (
     AnnouncementView,
     EntryHistory,
     Figures,
+    QuestionKind,
+    QuestionsView,
     StatsView,
     SuggestionView,
 )
@@ -122,6 +124,9 @@ def _figure_lines(now: Figures, then: Figures) -> list[str]:
         f"*Negative feedback:* {count(now.negative_feedback, then.negative_feedback)}",
         f"*Suggestions decided:* {count(now.suggestions_decided, then.suggestions_decided)}",
         f"*Published automatically:* {count(now.auto_published, then.auto_published)}",
+        # Counted so nobody wonders where those questions went; never worth a card.
+        f"*Kept out of the queue:* {now.one_off_questions} asked once · "
+        f"{now.declined_questions} declined by agents as off-topic",
     ]
 
 
@@ -157,6 +162,25 @@ def queue_message(items: list[SuggestionView], *, total: int) -> list[Block]:
     tail = more(shown, max(total, len(items)))
     if tail:
         blocks.append(_context(f"{tail} — `/autotrain queue`"))
+    return blocks
+
+
+def questions_message(view: QuestionsView) -> list[Block]:
+    """Failed questions kept out of the queue, newest first (identifiers already redacted)."""
+    what = ("asked once, with no similar question" if view.kind is QuestionKind.one_off
+            else "declined by the agents with a stock refusal")
+    if not view.items:
+        return [_section(f"No questions {what} in the last {view.days} days.")]
+    blocks: list[Block] = [_section(f"*{view.total} questions {what}* in the last "
+                                    f"{view.days} days — not proposed, newest first")]
+    lines = [f"• {when(q.at)} — {inline(q.question, QUEUE_QUESTION)}" for q in view.items]
+    sections, shown = line_sections(lines, room=MESSAGE_BLOCKS - 2)
+    blocks += sections
+    hint = ("A second customer asking alike makes one a suggestion."
+            if view.kind is QuestionKind.one_off else
+            "They never reach the queue; `/autotrain questions` shows the ones asked once.")
+    tail = more(shown, view.total)
+    blocks.append(_context(f"{tail} — {hint}" if tail else hint))
     return blocks
 
 
@@ -241,6 +265,7 @@ def history_message(h: EntryHistory) -> list[Block]:
 COMMANDS: list[tuple[str, str]] = [
     ("stats", "the last 7 days against the 7 days before"),
     ("queue", "what waits for review, most urgent first"),
+    ("questions [declined]", "questions kept out of the queue: asked once, or declined"),
     ("history <entry>", "an entry's versions, who changed it and why"),
     ("rollback <entry>", "take back an entry's latest change"),
     ("revert <entry> <version>", "put an entry back to one of its versions"),

@@ -20,6 +20,7 @@ from bot.blocks import (
     help_message,
     history_message,
     notice,
+    questions_message,
     queue_message,
     settings_modal,
     stats_message,
@@ -43,7 +44,7 @@ from core.policy.commands import (
     SetPaused,
     UpdateSettings,
 )
-from core.review import BotRef, EntryView, Outcome, Period
+from core.review import BotRef, EntryView, Outcome, Period, QuestionKind
 from core.sandbox import MAX_OVERLAID, SandboxAnswer
 from core.status import Priority
 
@@ -185,6 +186,21 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await private(respond, f"{len(items)} waiting for review",
                       queue_message(items[:QUEUE_SHOWN], total=len(items)))
 
+    async def on_questions(inv: Invocation, client: AsyncWebClient,
+                           respond: AsyncRespond) -> None:
+        words = inv.args.lower().split()
+        kinds = {"declined": QuestionKind.declined, "once": QuestionKind.one_off,
+                 "one-off": QuestionKind.one_off}
+        if len(words) > 1 or (words and words[0] not in kinds):
+            await usage(inv, respond, "`questions` shows the questions asked once; "
+                                      f"`{inv.prefix} questions declined` the ones agents "
+                                      "declined.")
+            return
+        kind = kinds[words[0]] if words else QuestionKind.one_off
+        view = await asyncio.to_thread(review.questions, inv.bot, kind, limit=QUEUE_SHOWN * 2)
+        await private(respond, f"{view.total} questions kept out of the queue",
+                      questions_message(view))
+
     async def on_history(inv: Invocation, client: AsyncWebClient,
                          respond: AsyncRespond) -> None:
         if not inv.args.strip():
@@ -303,7 +319,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await private(respond, "Autotrain commands", help_message(bot_slug=slug))
 
     subcommands: dict[str, Subcommand] = {
-        "stats": on_stats, "queue": on_queue, "history": on_history,
+        "stats": on_stats, "queue": on_queue, "questions": on_questions,
+        "history": on_history,
         "rollback": on_rollback, "revert": on_revert, "sandbox": on_sandbox,
         "settings": on_settings, "pause": on_pause, "resume": on_resume, "help": on_help,
     }

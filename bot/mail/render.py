@@ -296,4 +296,7 @@ def _figures(now: Figures, then: Figures) -> list[_Figure]:
         count("Negative feedback", now.negative_feedback, then.negative_feedback, False),
         count("Suggestions decided", now.suggestions_decided, then.suggestions_decided, None),
         count("Published automatically", now.auto_published, then.auto_published, None),
+        count("Asked once (not proposed)", now.one_off_questions, then.one_off_questions, None),
+        count("Declined by agents (off-topic)", now.declined_questions,
+              then.declined_questions, None),
     ]

@@ -30,7 +30,9 @@ FULL_BATCH = 5_000
 # joined it for QUIET_DAYS; merged and superseded gaps handed their evidence to another gap.
 ASSIGNABLE: tuple[GapStatus, ...] = (GapStatus.open, GapStatus.rejected, GapStatus.published)
 FROZEN: tuple[GapStatus, ...] = (GapStatus.rejected, GapStatus.published)
-DECIDED: tuple[GapStatus, ...] = (GapStatus.rejected, GapStatus.published, GapStatus.closed)
+# A re-analysis leaves decided failures where they are: declined ones stay set aside too.
+DECIDED: tuple[GapStatus, ...] = (GapStatus.rejected, GapStatus.published, GapStatus.closed,
+                                  GapStatus.declined)
 # Signals that point at a missing or wrong answer; abandonment alone is too weak to act on.
 ACTIONABLE = ("unanswered", "negative_feedback")
 

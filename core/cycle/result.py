@@ -31,6 +31,11 @@ class CycleResult:
     deferred_returned: int = 0
     rollbacks_suggested: int = 0
     rolled_back: int = 0  # auto-published changes rolled back by the watch (advanced)
+    # Questions asked once with no similar question: counted, not proposed; of the gaps
+    # proposed in this cycle, those that were one-off questions earlier and were asked again.
+    one_off: int = 0
+    one_off_repeated: int = 0
+    declined: int = 0  # failures set aside as declined by the agents (a stock refusal)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -44,4 +49,7 @@ class CycleResult:
             "excluded": self.excluded,
             "rollbacks_suggested": self.rollbacks_suggested,
             "rolled_back": self.rolled_back,
+            "one_off_questions": self.one_off,
+            "one_off_repeated": self.one_off_repeated,
+            "declined_questions": self.declined,
         }

@@ -11,13 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.bots import BotSettings, bot_settings
+from core.cycle import declines
 from core.cycle.analyse import analyse_all, analyse_new
 from core.cycle.deps import CycleDeps
 from core.cycle.draft import categorise, finish
 from core.cycle.plan import AnswerMatrix, answer_matrix, plan_gap
 from core.cycle.reshape import close_quiet, reshape
 from core.cycle.result import CycleResult
-from core.cycle.write import Outcome, close_empty_gap, write_suggestion
+from core.cycle.write import Outcome, close_empty_gap, was_one_off, write_suggestion
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.errors import CycleRunning
@@ -153,6 +154,11 @@ class Cycle:
         with session_scope(self.engine) as session:
             touched = reshape(session, bot_id=bot_id, touched=touched, joined=joined,
                               disagreeing=odd, full=full, result=result)
+        if joined or full:
+            # Declined questions leave the gaps before anything is planned from them.
+            with session_scope(self.engine) as session:
+                # Gaps it emptied are closed: planning finds no evidence and leaves them.
+                touched |= declines.sweep(session, bot_id=bot_id, result=result)
         with Session(self.engine) as session:
             allowance = weekly_allowance(session, bot_id=bot_id, settings=settings, at=as_of)
             if allowance:
@@ -192,6 +198,8 @@ class Cycle:
             result.suggestions_updated += outcome == Outcome.updated
             result.held_by_plan += outcome == Outcome.held
             result.excluded += outcome == Outcome.excluded
+            result.one_off += outcome == Outcome.one_off
+            result.one_off_repeated += outcome == Outcome.created and was_one_off(plan)
 
         with session_scope(self.engine) as session:
             close_quiet(session, bot_id=bot_id, as_of=as_of, result=result)

@@ -23,7 +23,28 @@ class Outcome(StrEnum):
     updated = "updated"
     held = "held"  # the plan's weekly allowance is used up
     excluded = "excluded"  # its category is excluded from auto-training
+    one_off = "one_off"  # a question asked once, with no similar question: counted only
     skipped = "skipped"
+
+
+# A question becomes a suggestion once this many conversations asked it (or one like it):
+# one customer's question, unlike any other, is not yet a gap worth a reviewer's decision.
+MIN_CONVERSATIONS = 2
+
+
+def is_one_off(plan: SuggestionPlan) -> bool:
+    """A question asked in one conversation only, with no similar question. Unrecognised
+    phrasings of an entry (add_variants) are not: their similar question is the entry's own,
+    and the agents' reply confirmed it."""
+    return plan.occurrences_total < MIN_CONVERSATIONS \
+        and plan.fields["kind"] != SuggestionKind.add_variants
+
+
+def was_one_off(plan: SuggestionPlan) -> bool:
+    """The gap was one question before the last 7 days, and was asked again since."""
+    evidence = plan.fields["evidence"]
+    recent = int(evidence.get("occurrences_7d") or 0)
+    return recent >= 1 and plan.occurrences_total - recent == 1
 
 
 def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
@@ -64,6 +85,10 @@ def write_suggestion(session: Session, plan: SuggestionPlan, *, as_of: datetime,
             and not plan.fields["variants"]:
         # A follow-up that would add nothing to the published entry is not worth a review.
         return Outcome.skipped
+    if is_one_off(plan):
+        # Counted and listed on demand (GET /bots/{slug}/questions?kind=one_off); a second
+        # customer asking alike makes it a suggestion.
+        return Outcome.one_off
     if excluded:
         # The topic stays under manual control: its failures keep gathering in the gap
         # (metrics and a later change of settings see them) but nobody is asked.

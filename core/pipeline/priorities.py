@@ -68,13 +68,15 @@ def adds_information(agent_reply: str, answer: str) -> bool:
 def prioritise(facts: GapFacts, *, critical_weekly: int = 5,
                medium_satisfaction: int = 60) -> Priority:
     """Critical: ≥ `critical_weekly` occurrences in 7 days with no answer; medium: an existing
-    answer that is incomplete or satisfies fewer than `medium_satisfaction` % of customers (or
-    whose satisfaction is unknown), or a new question below the critical rate; low: an
-    existing answer that works, and unrecognised variations of an entry.
+    answer that is incomplete or satisfies fewer than `medium_satisfaction` % of customers
+    (when its 30-day record is too thin to say, the gap's own unhappy customers speak for
+    it); low: everything else — a new question below the critical rate (a new topic is not
+    urgent until it is frequent), an existing answer that works, unrecognised variations of
+    an entry.
     """
     below = facts.satisfaction_below(medium_satisfaction)
     if facts.kind == "new_answer":
-        level = "critical" if facts.occurrences_7d >= critical_weekly else "medium"
+        level = "critical" if facts.occurrences_7d >= critical_weekly else "low"
     elif facts.kind == "improve_answer":
         level = "medium" if facts.incomplete or below is not False else "low"
     else:

@@ -13,6 +13,9 @@ from core.review.views import (
     Figures,
     Outcome,
     Period,
+    QuestionKind,
+    QuestionsView,
+    QuestionView,
     StatsView,
     SuggestionView,
     VersionView,
@@ -21,5 +24,6 @@ from core.review.views import (
 
 __all__ = ["AnnouncementView", "AuditView", "BotRef", "CategoryView", "Command", "Decided",
            "DigestNumbers", "EntryHistory", "EntryView", "Figures", "Mailroom", "Numbered",
-           "Outcome", "OutgoingView", "Period", "ReplyKeyView", "Review", "StatsView",
+           "Outcome", "OutgoingView", "Period", "QuestionKind", "QuestionView",
+           "QuestionsView", "ReplyKeyView", "Review", "StatsView",
            "SuggestionView", "VersionView", "WatchView"]

@@ -42,6 +42,7 @@ from core.models import (
     Conversation,
     DigestSent,
     EntryWatch,
+    Gap,
     GapEvidence,
     IndexOutbox,
     KBEntry,
@@ -85,13 +86,23 @@ from core.review.views import (
     Figures,
     Outcome,
     Period,
+    QuestionKind,
+    QuestionsView,
+    QuestionView,
     StatsView,
     SuggestionView,
     VersionView,
     WatchView,
 )
 from core.sandbox import SandboxAnswer, sandbox_answer
-from core.status import Priority, SuggestionStatus, urgency_key
+from core.status import (
+    OPEN_SUGGESTION_STATUSES,
+    GapStatus,
+    Priority,
+    SuggestionKind,
+    SuggestionStatus,
+    urgency_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +501,10 @@ class Review:
         def rate(k: int) -> float | None:
             return round(k / n, 4) if n else None
 
+        def kept_out(kind: QuestionKind) -> int:
+            return int(session.exec(select(func.count()).select_from(GapEvidence).where(
+                *Review._kept_out(bot_id, kind, start, end))).one())
+
         return Figures(start=start, end=end, conversations=n,
                        resolution_rate=rate(int(resolved or 0)),
                        escalations=int(escalated or 0), escalation_rate=rate(int(escalated or 0)),
@@ -497,7 +512,54 @@ class Review:
                        negative_feedback_rate=rate(int(negative or 0)),
                        csat=round(float(csat), 2) if csat is not None else None,
                        suggestions_decided=sum(int(actions.get(a, 0)) for a in DECISIONS),
-                       auto_published=int(actions.get("suggestion.auto_published", 0)))
+                       auto_published=int(actions.get("suggestion.auto_published", 0)),
+                       one_off_questions=kept_out(QuestionKind.one_off),
+                       declined_questions=kept_out(QuestionKind.declined))
+
+    def questions(self, bot: BotRef, kind: QuestionKind, *, days: int = 7, limit: int = 100,
+                  at: datetime | None = None) -> QuestionsView:
+        """Failed questions of the last `days` kept out of the queue: one-off questions (their
+        gap has one conversation and no suggestion) or those the agents declined with a stock
+        refusal. Newest first, identifiers redacted."""
+        end = as_utc(at) if at else utcnow()
+        start = end - timedelta(days=days)
+        with Session(self.engine) as session:
+            window = self._kept_out(bot.id, kind, start, end)
+            total = int(session.exec(select(func.count()).select_from(GapEvidence)
+                                     .where(*window)).one())
+            rows = session.exec(
+                select(GapEvidence.question, GapEvidence.at, GapEvidence.signal,
+                       GapEvidence.agent_reply, Conversation.external_id, Conversation.id)
+                .join(Conversation, col(Conversation.id) == col(GapEvidence.conversation_id))
+                .where(*window)
+                .order_by(col(GapEvidence.at).desc(), col(GapEvidence.id).desc())
+                .limit(limit)).all()
+        return QuestionsView(kind=kind, days=days, total=total, items=[
+            QuestionView(question=redact_pii(" ".join(q.split())), at=as_utc(when),
+                         signal=signal, conversation_id=external or cid,
+                         agent_reply=redact_pii(reply) if reply else None)
+            for q, when, signal, reply, external, cid in rows])
+
+    @staticmethod
+    def _kept_out(bot_id: str, kind: QuestionKind, start: datetime, end: datetime
+                  ) -> tuple[Any, ...]:
+        """Where-clauses on GapEvidence: the bot's one-off or declined questions asked in
+        [start, end]. One-off: an open gap with one conversation, no open suggestion, and not
+        an entry's unrecognised phrasing (those are proposed)."""
+        if kind is QuestionKind.declined:
+            gaps = select(Gap.id).where(Gap.bot_id == bot_id, Gap.status == GapStatus.declined)
+        else:
+            offered = select(Suggestion.id).where(
+                col(Suggestion.gap_id) == Gap.id,
+                col(Suggestion.status).in_(OPEN_SUGGESTION_STATUSES))
+            single = select(GapEvidence.gap_id).group_by(GapEvidence.gap_id).having(
+                func.count(func.distinct(GapEvidence.conversation_id)) == 1)
+            gaps = select(Gap.id).where(
+                Gap.bot_id == bot_id, Gap.status == GapStatus.open,
+                Gap.kind != SuggestionKind.add_variants, ~offered.exists(),
+                col(Gap.id).in_(single))
+        return (col(GapEvidence.gap_id).in_(gaps), col(GapEvidence.at) >= start,
+                col(GapEvidence.at) <= end)
 
     def metrics(self, bot: BotRef, *, bucket: Bucket) -> dict[str, Any]:
         buckets = compute_metrics(self.engine, bot_id=bot.id, bucket=bucket)

@@ -185,6 +185,31 @@ class CategoryView:
     excluded_from_training: bool
 
 
+class QuestionKind(StrEnum):
+    """Failed questions kept out of the queue: asked once with nothing alike, or declined by
+    the agents with a stock refusal."""
+
+    one_off = "one_off"
+    declined = "declined"
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    question: str  # identifiers redacted
+    at: datetime
+    signal: str
+    conversation_id: str  # the chatbot's own id
+    agent_reply: str | None  # identifiers redacted
+
+
+@dataclass(frozen=True)
+class QuestionsView:
+    kind: QuestionKind
+    days: int
+    total: int  # in the window; `items` holds the newest `limit` of them
+    items: list[QuestionView]
+
+
 class Period(StrEnum):
     day = "day"
     week = "week"
@@ -209,6 +234,9 @@ class Figures:
     csat: float | None
     suggestions_decided: int  # by people, on any channel
     auto_published: int
+    # Failed questions of the period kept out of the queue (GET /bots/{slug}/questions).
+    one_off_questions: int = 0
+    declined_questions: int = 0
 
 
 @dataclass(frozen=True)

@@ -437,6 +437,12 @@ def test_stats_message_shows_each_change_with_its_direction() -> None:
     assert "*Pending now:* 9 (🔴 3 critical)" in shown
 
 
+def test_stats_message_counts_the_questions_kept_out_of_the_queue() -> None:
+    shown = text_of(stats_message(stats(current=figures(one_off_questions=23,
+                                                        declined_questions=4))))
+    assert "*Kept out of the queue:* 23 asked once · 4 declined by agents as off-topic" in shown
+
+
 def test_stats_message_handles_periods_without_conversations() -> None:
     empty = figures(conversations=0, resolution_rate=None, escalation_rate=None, csat=None,
                     negative_feedback_rate=None)

@@ -229,6 +229,7 @@ def test_the_weeks_numbers_each_with_its_change() -> None:
     assert rows["Negative feedback"] == "Negative feedback 7 no change"
     assert rows["Suggestions decided"] == "Suggestions decided 12 ▲ 3"
     assert rows["Published automatically"] == "Published automatically 4 no change"
+    assert rows["Asked once (not proposed)"] == "Asked once (not proposed) 0 no change"
     # In HTML a drop in escalations is good news (green), a rise in resolution too.
     assert re.search(r'color: #1e7d53;">▼ 5<', content.html)
     assert re.search(r'color: #1e7d53;">▲ 4 pts<', content.html)

@@ -46,7 +46,7 @@ def test_new_questions_join_an_existing_gap_instead_of_a_new_one(embedder: Embed
     assert [g.id for g in second] == ["g1"] and second[0].size == 6
 
 
-@pytest.mark.parametrize(("count", "level"), [(4, "medium"), (5, "critical"), (6, "critical")])
+@pytest.mark.parametrize(("count", "level"), [(4, "low"), (5, "critical"), (6, "critical")])
 def test_critical_starts_at_five_a_week_for_new_questions(count: int, level: str) -> None:
     facts = GapFacts(kind="new_answer", occurrences_7d=count, occurrences_total=count,
                      unanswered=count, negative_feedback=0, abandoned=0)

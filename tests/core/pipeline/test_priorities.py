@@ -31,7 +31,7 @@ def existing_answer(*, answered: int = 0, satisfied: int = 0, in_gap: int = 4,
                     satisfied_30d=satisfied, answered_in_gap=in_gap, agent_additions=added)
 
 
-@pytest.mark.parametrize(("count", "level"), [(4, "medium"), (5, "critical")])
+@pytest.mark.parametrize(("count", "level"), [(4, "low"), (5, "critical")])
 def test_a_new_question_is_critical_from_five_a_week_by_default(count: int, level: str) -> None:
     defaults = BotSettings()
     assert prioritise(new_question(count),
@@ -59,7 +59,7 @@ def test_per_bot_thresholds_are_honoured() -> None:
                                          "medium_satisfaction": 80})
     kw = {"critical_weekly": strict.critical_weekly_occurrences,
           "medium_satisfaction": strict.medium_satisfaction}
-    assert prioritise(new_question(7), **kw).level == "medium"
+    assert prioritise(new_question(7), **kw).level == "low"
     assert prioritise(new_question(8), **kw).level == "critical"
     # 70 % clears the default 60 % but not this bot's 80 %.
     assert prioritise(existing_answer(answered=10, satisfied=7)).level == "low"
