@@ -11,6 +11,14 @@ from core.pipeline.proposals import PLACEHOLDER_ANSWERS
 # Kinds that autonomy may publish; a rollback is a person's call (advanced autonomy rolls
 # back its own changes itself, core.policy.service.check_watches).
 AUTO_KINDS = ("new_answer", "improve_answer", "add_variants")
+# The order autonomy spends its daily limit in, safest first: new phrasings of an entry change
+# no answer (and teach the bot fastest in its first weeks); a new answer only reaches
+# customers who were escalated before; a changed answer reaches everyone the entry served.
+RISK_ORDER = {"add_variants": 0, "new_answer": 1, "improve_answer": 2}
+
+
+def risk_rank(kind: str) -> int:
+    return RISK_ORDER.get(kind, len(RISK_ORDER))
 
 
 @dataclass(frozen=True)

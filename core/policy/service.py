@@ -26,7 +26,7 @@ from core.models import (
 )
 from core.pipeline.proposals import PLACEHOLDER_ANSWERS
 from core.policy import queue
-from core.policy.autonomy import auto_publish_verdict
+from core.policy.autonomy import auto_publish_verdict, risk_rank
 from core.policy.commands import (
     Actor,
     Approve,
@@ -485,9 +485,11 @@ class Policy:
     # -- autonomy ---------------------------------------------------------------------------
 
     def auto_publish(self, *, bot_id: str, at: datetime | None = None) -> AutoPublishReport:
-        """Publish the pending suggestions the bot's autonomy allows, most urgent first, within
-        its daily limit; each is announced and can be undone like any other. Every pending
-        suggestion records why it was or was not published (`evidence.autonomy`)."""
+        """Publish the pending suggestions the bot's autonomy allows within its daily limit,
+        the least risky kind first (new phrasings, then new answers, then changed answers),
+        most urgent first within a kind; each is announced and can be undone like any other.
+        Every pending suggestion records why it was or was not published
+        (`evidence.autonomy`)."""
         now = as_utc(at) if at else utcnow()
         report = AutoPublishReport()
         with Session(self.engine) as session:
@@ -496,7 +498,7 @@ class Policy:
                 return report
             pending = list(session.exec(select(Suggestion).where(
                 Suggestion.bot_id == bot_id, Suggestion.status == SuggestionStatus.pending)))
-        pending.sort(key=urgency_key)
+        pending.sort(key=lambda s: (risk_rank(s.kind), urgency_key(s)))
         for candidate in pending:
             with session_scope(self.engine) as session:
                 # Locking the bot row serialises auto-publishers of one bot (PostgreSQL), so

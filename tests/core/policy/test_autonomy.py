@@ -381,3 +381,20 @@ def test_deactivate_and_revert_reach_the_vector_index_at_once(services: Services
     with Session(services.engine) as session:
         row = session.get(KBEntry, entry["id"])
         assert row is not None and row.version == 3
+
+
+def test_the_daily_limit_goes_to_new_phrasings_first(services: Services) -> None:
+    """New phrasings change no answer: autonomy publishes them before a new answer, even a
+    more urgent one, and a changed answer last."""
+    bench = Bench(services, autonomy="moderate", daily_auto_publish_limit=2)
+    entry = services.policy.create_entry(CreateEntry(
+        bot_id=bench.bot_id, question="Where is my order?",
+        answer="Track it under Account > Orders.", actor=ALICE))
+    urgent_new = bench.suggest(96, priority="critical")
+    improve = bench.suggest(97, kind="improve_answer", entry_id=entry["id"],
+                            answer="Track it under Account > Orders > Track.")
+    variants = bench.suggest(95, kind="add_variants", entry_id=entry["id"], priority="low",
+                             answer="Track it under Account > Orders.")
+    assert bench.publish() == [variants, urgent_new]
+    assert bench.suggestion(improve).evidence["autonomy"]["reason"] == \
+        "today's limit of 2 auto-published changes is reached"
