@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import ValidationError
 
+from api.checked import CheckedRoute
 from api.deps import AdminDep, BotDep, CallerDep, ServicesDep
 from api.schemas import BotCreate, BotList, BotOut, KeyCreate, KeyOut
 from core.policy.commands import UpdateSettings
 from core.review import BotRef
 
-router = APIRouter(prefix="/api/v1", tags=["bots"])
+router = APIRouter(prefix="/api/v1", tags=["bots"], route_class=CheckedRoute)
 
 
 def bot_out(bot: BotRef) -> BotOut:

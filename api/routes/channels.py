@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from slack_sdk.errors import SlackApiError
 
+from api.checked import CheckedRoute
 from api.deps import AdminDep, BotDep
 
-router = APIRouter(prefix="/api/v1", tags=["channels"])
+router = APIRouter(prefix="/api/v1", tags=["channels"], route_class=CheckedRoute)
 
 
 @router.post("/bots/{slug}/digest")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.checked import CheckedRoute
 from api.deps import BotDep, ServicesDep
 from api.schemas import IngestOut
 from core.conversations import ConversationBatch, ingest_batch
 
-router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["conversations"])
+router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["conversations"],
+                   route_class=CheckedRoute)
 
 
 @router.post("/conversations", response_model=IngestOut)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from api.checked import CheckedRoute
 from api.deps import BotDep, CallerDep, ServicesDep
 from api.schemas import (
     AnswerIn,
@@ -21,7 +22,8 @@ from api.schemas import (
 from core.policy.commands import CreateEntry, RevertEntry, SetEntryActive, UpdateEntry
 from core.review import EntryView, Outcome
 
-router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["knowledge base"])
+router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["knowledge base"],
+                   route_class=CheckedRoute)
 
 
 def entry_out(entry: EntryView | None) -> EntryOut:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import TypeAdapter
 
+from api.checked import CheckedRoute
 from api.deps import BotDep, CallerDep, ServicesDep, SuggestionBotDep
 from api.schemas import (
     ActorIn,
@@ -53,7 +54,7 @@ from core.review import (
 )
 from core.status import SuggestionStatus, WatchStatus
 
-router = APIRouter(prefix="/api/v1", tags=["review"])
+router = APIRouter(prefix="/api/v1", tags=["review"], route_class=CheckedRoute)
 
 
 def suggestion_out(v: SuggestionView) -> SuggestionOut:

@@ -1,0 +1,77 @@
+"""JSON bodies checked for what JSON allows but text storage cannot hold: lone surrogates.
+
+`"\\ud800"` is valid JSON, yet no UTF-8 encoder (SQLite, PostgreSQL, the tokenizer) can write
+it, so without this check such a string got as far as the database and ended in a 500. Bytes
+that are not UTF-8 at all are refused here too. Either is a 422 naming the problem and where.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+# Surrogates can only arrive as \\uD800-\\uDFFF escapes (UTF-8 bytes cannot encode them), so
+# bodies without one skip the walk: the answer path stays as cheap as before.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[tuple[str | int, ...],
+                                                                         str] | None:
+    """The path and text of the first string (key or value) that is not valid Unicode."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, value
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _bad_string(key, path) or _bad_string(item, (*path, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _bad_string(item, (*path, i))
+            if found:
+                return found
+    return None
+
+
+class CheckedRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(
+                    f"the body is not UTF-8 (byte 0x{body[exc.start]:02x})",
+                    body.decode("utf-8", "replace"), exc.start) from None
+            value = json.loads(text)
+            match = _SURROGATE_ESCAPE.search(body)
+            if match is not None:
+                found = _bad_string(value)
+                if found is not None:
+                    where = ".".join(str(p) for p in found[0]) or "the body"
+                    raise json.JSONDecodeError(
+                        f"{where}: a lone surrogate ({match.group().decode()}) is not a "
+                        "character; send the text as valid UTF-8", text, match.start())
+            self._json = value
+        return self._json
+
+
+class CheckedRoute(APIRoute):
+    """An APIRoute whose JSON body goes through `CheckedRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            return await handler(CheckedRequest(request.scope, request.receive))
+
+        return checked
