@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 import worker
 from api.routes import bots, channels, conversations, email, kb, review
@@ -183,7 +184,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
                 await app.state.slack.drain()
             await app.state.mail.inbound.drain()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's and ReDoc's files from its package instead of a CDN,
+    # so /docs is not a blank page on a machine without internet.
+    app = FastAPIOffline(
         title="autotrain",
         version="1.0.0",
         summary="Keeps a support chatbot learning from its own conversations.",

@@ -347,3 +347,19 @@ def test_openapi_lists_every_spec_route(client):
     params = {p["name"] for op in doc["paths"]["/api/v1/bots/{slug}/metrics"].values()
               for p in op.get("parameters", [])}
     assert "bucket" in params
+
+
+def test_the_api_docs_work_offline(client):
+    """/docs and /redoc load their scripts from this server, not a CDN: a machine with no
+    internet still gets a working page, not a blank one."""
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")),
+                         ("/redoc", ("redoc.standalone.js",))):
+        r = client.get(page)
+        assert r.status_code == 200
+        html = r.text
+        assert "cdn." not in html and "https://" not in html.split("<body>")[0]
+        for asset in assets:
+            src = re.search(rf'"([^"]*/{re.escape(asset)})"', html)
+            assert src is not None, (page, asset)
+            served = client.get(src.group(1))
+            assert served.status_code == 200 and len(served.content) > 10_000, asset
