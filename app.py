@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 import worker
-from api.routes import bots, channels, conversations, email, kb, review
+from api.routes import bots, channels, conversations, email, kb, ops, review
 from bot.mail.service import build_mail
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.services import Services, build_core_services
@@ -193,6 +193,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.metrics, app.state.answer_latency = ops.metrics_registry(
+        lambda: getattr(app.state, "services", None))
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
@@ -228,11 +230,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         log.error("unexpected error (ref %s)", ref, exc_info=exc)
         return _error(500, f"internal error; quote reference {ref} when reporting it")
 
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    for module in (bots, kb, conversations, review, channels, email):
+    for module in (bots, kb, conversations, review, channels, email, ops):
         app.include_router(module.router)
     app.state.slack = None
     app.state.mail = None

@@ -50,6 +50,7 @@ class PhrasingIndex(Protocol):
     def query_many(self, *, bot_id: str, vectors: np.ndarray, k: int) -> list[list[Hit]]: ...
     def snapshot(self, *, bot_id: str) -> dict[str, dict[str, Any]]: ...
     def reset_bot(self, *, bot_id: str) -> None: ...
+    def heartbeat(self) -> None: ...
 
 
 def phrasing_id(entry_id: str, text: str) -> str:
@@ -221,3 +222,7 @@ class ChromaIndex:
                 self._client.delete_collection(self._name(bot_id))
             except Exception as exc:  # missing collection is fine: we are rebuilding anyway
                 log.debug("delete_collection %s: %s", self._name(bot_id), exc)
+
+    def heartbeat(self) -> None:
+        """Raise IndexUnavailable unless the index answers (readiness checks)."""
+        self._call("heartbeat", self._client.heartbeat)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+import time
+
+from fastapi import APIRouter, Request, status
 
 from api.checked import CheckedRoute
 from api.deps import BotDep, CallerDep, ServicesDep
@@ -92,9 +94,12 @@ def reactivate(entry_id: str, bot: BotDep, svc: ServicesDep, who: CallerDep) -> 
 
 
 @router.post("/answer", response_model=AnswerOut, tags=["answering"])
-def answer(body: AnswerIn, bot: BotDep, svc: ServicesDep) -> AnswerOut:
+def answer(body: AnswerIn, bot: BotDep, svc: ServicesDep, request: Request) -> AnswerOut:
     """Best active entry for a customer question, or `escalate: true` to hand over."""
+    started = time.perf_counter()
     result = svc.answer(bot=bot, question=body.question)
+    # The matching itself (/metrics: autotrain_answer_seconds); auth and parsing are not in it.
+    request.app.state.answer_latency.observe(time.perf_counter() - started)
     return AnswerOut(answer=result.answer, entry_id=result.entry_id,
                      confidence=result.confidence, escalate=result.escalate)
 

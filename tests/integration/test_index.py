@@ -99,6 +99,11 @@ class FlakyIndex:
     def reset_bot(self, *, bot_id: str) -> None:
         self.inner.reset_bot(bot_id=bot_id)
 
+    def heartbeat(self) -> None:
+        if self.down:
+            raise IndexUnavailable("connection refused")
+        self.inner.heartbeat()
+
 
 def test_outbox_relay_catches_up_after_the_index_was_down(tmp_path: Path,
                                                           embedder: Embedder) -> None:
