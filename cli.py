@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -313,6 +314,34 @@ def import_(kind: ImportKind, path: Path,
             accepted += a
             updated += u
     typer.echo(f"conversations: {accepted} new, {updated} updated in {bot}")
+
+
+@app.command("worker")
+def run_worker(burst: Annotated[bool, typer.Option(
+                   "--burst", help="Run the jobs already queued, then exit (no schedule)")
+               ] = False,
+               data_dir: Annotated[Path | None, typer.Option(
+                   help="Overrides AUTOTRAIN_DATA_DIR")] = None) -> None:
+    """Run the ARQ worker on REDIS_URL: cycles on their cadence, Slack and email digests and
+    retries, IMAP polling, and the relay of KB changes to the vector index. Start as many as
+    you like; `autotrain serve` then only enqueues."""
+    settings = _settings(data_dir)
+    if not settings.redis_url:
+        typer.echo("autotrain worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
+                   "without Redis, `autotrain serve` runs these jobs in its own process.",
+                   err=True)
+        raise typer.Exit(2)
+    if data_dir is not None:
+        # The worker builds its services from the environment, in its own startup hook.
+        os.environ["AUTOTRAIN_DATA_DIR"] = str(data_dir)
+    _logging(settings)
+    from arq import run_worker as arq_run_worker
+
+    import worker as jobs
+
+    # The URL is not printed: it may carry Redis's password.
+    typer.echo("worker started on REDIS_URL" + (" (burst)" if burst else ""))
+    arq_run_worker(jobs.WorkerSettings, burst=burst)  # type: ignore[arg-type]
 
 
 @app.command()

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.helpers import CHARGER_QUESTIONS, CHARGER_REPLIES, escalated_conversation, run_cli
+import pytest
+from sqlmodel import Session, select
+
+from core.db import make_engine
+from core.models import Bot, Suggestion
+from core.settings import load_settings
+from tests.helpers import (
+    CHARGER_QUESTIONS,
+    CHARGER_REPLIES,
+    ROOT,
+    TEST_REDIS_URL,
+    escalated_conversation,
+    run_cli,
+)
 
 
 def _write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -84,3 +101,51 @@ def test_kb_import_is_all_or_nothing(tmp_path: Path) -> None:
     _write_jsonl(path, [{"question": "How long is shipping?", "answer": "3-5 business days."}])
     assert "imported 1 KB entries" in run_cli(data, "import", "kb", str(path), "--bot",
                                                 "shop").stdout
+
+
+def test_the_worker_without_redis_says_what_to_do(tmp_path: Path) -> None:
+    out = run_cli(tmp_path / "data", "worker", "--burst")
+    assert out.returncode == 2
+    assert "needs REDIS_URL" in out.stderr and "autotrain serve" in out.stderr
+
+
+def test_the_worker_runs_a_cycle_queued_on_redis(tmp_path: Path) -> None:
+    if not TEST_REDIS_URL:
+        pytest.skip("TEST_REDIS_URL not set (scripts/test.sh starts Redis)")
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    now = datetime.now(UTC) - timedelta(hours=1)
+    convs = [escalated_conversation(f"c{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(hours=i))
+             for i, q in enumerate(CHARGER_QUESTIONS)]
+    data = tmp_path / "data"
+    assert run_cli(data, "import", "conversations", str(_write_jsonl(tmp_path / "c.jsonl", convs)),
+                   "--bot", "shop", "--create").returncode == 0
+    settings = load_settings(AUTOTRAIN_DATA_DIR=data, DATABASE_URL="", CHROMA_URL="",
+                             REDIS_URL="")
+    engine = make_engine(settings.sqlalchemy_url)
+    with Session(engine) as session:
+        bot = session.exec(select(Bot).where(Bot.slug == "shop")).one()
+
+    async def enqueue() -> None:
+        pool = await create_pool(RedisSettings.from_dsn(TEST_REDIS_URL))
+        try:
+            await pool.flushdb()
+            assert await pool.enqueue_job("run_cycle", bot.id, _job_id=f"cycle:{bot.id}")
+        finally:
+            await pool.aclose()
+
+    asyncio.run(enqueue())
+    env = {**os.environ, "AUTOTRAIN_DATA_DIR": str(data), "REDIS_URL": TEST_REDIS_URL,
+           "ANONYMIZED_TELEMETRY": "False"}
+    for name in ("DATABASE_URL", "CHROMA_URL", "AUTOTRAIN_API_KEY"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, "-m", "cli", "worker", "--burst"], env=env,
+                         capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "worker started on REDIS_URL (burst)" in out.stdout
+    assert TEST_REDIS_URL not in out.stdout + out.stderr
+    with Session(engine) as session:
+        pending = session.exec(select(Suggestion).where(Suggestion.bot_id == bot.id)).all()
+    assert len(pending) == 1 and pending[0].status == "pending"
+    engine.dispose()
