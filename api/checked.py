@@ -1,13 +1,16 @@
-"""JSON bodies checked for what JSON allows but text storage cannot hold: lone surrogates.
+"""JSON bodies checked for what parses but cannot be stored or echoed: lone surrogates, bytes
+that are not UTF-8, NaN and infinite numbers, absurdly long numbers, nesting too deep.
 
 `"\\ud800"` is valid JSON, yet no UTF-8 encoder (SQLite, PostgreSQL, the tokenizer) can write
-it, so without this check such a string got as far as the database and ended in a 500. Bytes
-that are not UTF-8 at all are refused here too. Either is a 422 naming the problem and where.
+it, so without this check such a string got as far as the database and ended in a 500; `1e999`
+parses as infinity, which even the 422 echoing it cannot serialise. Each is a 422 naming the
+problem and where.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -42,6 +45,45 @@ def _bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[tuple[str
     return None
 
 
+# Longer numbers are refused before Python's own 4,300-digit guard turns them into a 400.
+MAX_NUMBER_DIGITS = 100
+
+
+class _Refused(ValueError):
+    def __init__(self, message: str, token: str) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+def _float(token: str) -> float:
+    value = float(token)
+    if math.isinf(value):
+        # 1e999 reads as infinity, which no JSON answer (not even the 422) can echo back.
+        raise _Refused(f"the number {token[:20]}… is out of range", token)
+    return value
+
+
+def _int(token: str) -> int:
+    if len(token.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _Refused(f"a number of {len(token)} digits is too long", token)
+    return int(token)
+
+
+def _constant(token: str) -> Any:
+    raise _Refused(f"{token} is not a JSON number", token)
+
+
+def _loads(text: str) -> Any:
+    """json.loads refusing what Python's parser accepts but JSON does not (NaN, Infinity),
+    numbers out of range, and nesting too deep to parse, each as a JSONDecodeError."""
+    try:
+        return json.loads(text, parse_float=_float, parse_int=_int, parse_constant=_constant)
+    except _Refused as exc:
+        raise json.JSONDecodeError(str(exc), text, max(0, text.find(exc.token))) from None
+    except RecursionError:
+        raise json.JSONDecodeError("the body is nested too deeply", text, 0) from None
+
+
 class CheckedRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -52,7 +94,7 @@ class CheckedRequest(Request):
                 raise json.JSONDecodeError(
                     f"the body is not UTF-8 (byte 0x{body[exc.start]:02x})",
                     body.decode("utf-8", "replace"), exc.start) from None
-            value = json.loads(text)
+            value = _loads(text)
             match = _SURROGATE_ESCAPE.search(body)
             if match is not None:
                 found = _bad_string(value)
