@@ -30,6 +30,7 @@ from core.pipeline.proposals import (
     Proposal,
     classify,
     propose,
+    says_otherwise,
 )
 from core.policy.commands import RejectReason
 from core.status import SuggestionKind, SuggestionStatus
@@ -159,8 +160,12 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
                 candidates.append(Candidate(
                     view, float(np.max(view.phrasing_vectors @ centroid)),
                     rated_entry.share if rated_entry.answered >= MIN_RATED else None))
+        answered_view = _entry_view(session, deps.embedder, answered_with, entries,
+                                    answers.template) if answered_with else None
+    wrong = _wrong_match(rows, evidence, answered_view, answers.template)
     kind, entry = classify(evidence, candidates, bot_answered_with=answered_with,
-                           poor_satisfaction=settings.medium_satisfaction / 100)
+                           poor_satisfaction=settings.medium_satisfaction / 100,
+                           wrong_match=wrong is not None)
     refused_answers = [r.answer for r in rejected if r.kind == SuggestionKind.new_answer]
     refused_vectors = deps.embedder.embed(
         [answers.template.distinctive(a) for a in refused_answers]) if refused_answers else None
@@ -208,6 +213,11 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
     priority = prioritise(facts, critical_weekly=settings.critical_weekly_occurrences,
                           medium_satisfaction=settings.medium_satisfaction)
     warning = proposal.warning
+    if wrong is not None:
+        n = wrong["conversations"]
+        note = (f"Answered with “{wrong['question']}”; agents said otherwise "
+                f"({n} conversation{'s' if n != 1 else ''}).")
+        warning = f"{note} {warning}" if warning else note
     if thin:
         note = (f"Thin data: fewer than {THIN_DATA_CONVERSATIONS} conversations so far, "
                 "so this gap may not be representative.")
@@ -227,6 +237,9 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
                          "answered_30d": facts.answered_30d}
         if facts.answered_30d and improve else None,
         "incomplete": facts.incomplete if improve else None,
+        # The bot answered these customers with an entry whose answer the agents then
+        # contradicted: the entry is not what they asked about (null otherwise).
+        "wrong_match": wrong,
     }
     fields: dict[str, Any] = {
         "kind": kind, "priority": priority.level, "score": priority.score,
@@ -240,6 +253,31 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
         repeats_rejection=any(r.same_as(kind, proposal.entry_id, proposal.answer)
                               for r in rejected),
         context=context, proposal=proposal, known=known, rejected=rejected)
+
+
+def _wrong_match(rows: list[GapEvidence], evidence: list[Evidence],
+                 answered: EntryView | None, template: Template) -> dict[str, Any] | None:
+    """Whether the bot's answer was a wrong match for this gap: in most of the gap's
+    conversations where the bot answered with that entry and an agent replied afterwards,
+    the agent said otherwise (`says_otherwise`, on distinctive parts). Returns the evidence
+    record (the entry, its question, how many conversations), else None."""
+    if answered is None:
+        return None
+    distinct = template.distinctive(answered.answer)
+    otherwise: set[str] = set()
+    agreed: set[str] = set()
+    for row, ev in zip(rows, evidence, strict=True):
+        if row.bot_entry_id != answered.id or ev.agent_reply is None or ev.reply_vector is None:
+            continue
+        if says_otherwise(template.distinctive(ev.agent_reply), ev.reply_vector, distinct,
+                          answered.answer_vector):
+            otherwise.add(row.conversation_id)
+        else:
+            agreed.add(row.conversation_id)
+    if len(otherwise) <= len(agreed):
+        return None
+    return {"entry_id": answered.id, "question": answered.question,
+            "conversations": len(otherwise)}
 
 
 def _entry_view(session: Session, embedder: Embedder, entry_id: str,
