@@ -40,8 +40,8 @@ MIN_SHARED = 3
 # that got one same reply are before the data shows distinct topics, and so a template.
 TOPICS_SEEN = 0.75
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
-# Between two words, a sentence end, a colon or semicolon, or a line break ends a segment.
-_BREAK = re.compile(r"[.!?:;]|\n")
+# A sentence end, a colon or semicolon, or a line break ends a segment.
+_SEGMENT = re.compile(r"[^.!?:;\n]+")
 
 Feature = tuple[str, ...]
 
@@ -49,13 +49,20 @@ Feature = tuple[str, ...]
 def _segments(text: str) -> tuple[list[re.Match[str]], list[list[int]]]:
     """The words of `text`, and the segments (sentences, clauses before a colon, lines) as
     lists of word indexes."""
-    words = list(_WORD.finditer(text))
+    words: list[re.Match[str]] = []
     segments: list[list[int]] = []
-    for i, w in enumerate(words):
-        if i == 0 or _BREAK.search(text, words[i - 1].end(), w.start()):
-            segments.append([])
-        segments[-1].append(i)
+    for seg in _SEGMENT.finditer(text):
+        found = list(_WORD.finditer(text, seg.start(), seg.end()))
+        if found:
+            segments.append(list(range(len(words), len(words) + len(found))))
+            words += found
     return words, segments
+
+
+def _keys(text: str) -> tuple[tuple[str, ...], ...]:
+    """The lower-cased words of each segment of `text` (what `learn` compares texts by)."""
+    return tuple(k for k in (tuple(_WORD.findall(seg)) for seg in _SEGMENT.findall(text.lower()))
+                 if k)
 
 
 def _features(keys: Sequence[str]) -> list[Feature]:
@@ -137,10 +144,9 @@ def learn(replies: Sequence[str], questions: np.ndarray) -> Template:
     sums: list[np.ndarray] = []
     counts: list[int] = []
     for text, q in zip(replies, questions, strict=True):
-        words, segments = _segments(text)
-        if not words:
+        key = _keys(text)
+        if not key:
             continue
-        key = tuple(tuple(words[i].group().lower() for i in seg) for seg in segments)
         d = index.setdefault(key, len(index))
         if d == len(sums):
             sums.append(np.zeros(len(q), dtype=np.float64))
