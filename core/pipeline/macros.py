@@ -39,6 +39,8 @@ MIN_SHARED = 3
 # Questions that got different replies must be less alike than this share of how alike those
 # that got one same reply are before the data shows distinct topics, and so a template.
 TOPICS_SEEN = 0.75
+# What a reply must keep of its own around a template: a few words (a topic's name, a fact).
+OWN_WORDS = 3
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 # A sentence end, a colon or semicolon, or a line break ends a segment.
 _SEGMENT = re.compile(r"[^.!?:;\n]+")
@@ -71,6 +73,29 @@ def _features(keys: Sequence[str]) -> list[Feature]:
     return [("", *keys)] + [tuple(keys[i:i + N]) for i in range(len(keys) - N + 1)]
 
 
+def _kept(segments: Sequence[Sequence[str]], features: frozenset[Feature] | set[Feature]
+          ) -> list[list[bool]]:
+    """For each word of each segment, whether it stays once `features` are taken out: a
+    segment that is a feature whole goes, and a word goes when most of the segment's trigrams
+    around it are features."""
+    out: list[list[bool]] = []
+    for keys in segments:
+        if ("", *keys) in features:
+            out.append([False] * len(keys))
+            continue
+        hits = [tuple(keys[j:j + N]) in features for j in range(len(keys) - N + 1)]
+        if not hits:
+            out.append([True] * len(keys))
+            continue
+        # Most of the trigrams around a word decide: a topic word next to the frame of a
+        # fill-in slot ("about card arrival and") shares one trigram with the frame and the
+        # others with the topic, so it stays.
+        out.append([2 * sum(hits[max(0, k - N + 1):min(k, len(hits) - 1) + 1])
+                    <= len(hits[max(0, k - N + 1):min(k, len(hits) - 1) + 1])
+                    for k in range(len(keys))])
+    return out
+
+
 @dataclass(frozen=True)
 class Template:
     """The segments and word trigrams a bot's agents use whatever the topic."""
@@ -88,20 +113,9 @@ class Template:
         if not self.features:
             return text
         words, segments = _segments(text)
-        keep = [True] * len(words)
-        for seg in segments:
-            keys = [words[i].group().lower() for i in seg]
-            if ("", *keys) in self.features:
-                for i in seg:
-                    keep[i] = False
-                continue
-            hits = [tuple(keys[j:j + N]) in self.features for j in range(len(keys) - N + 1)]
-            for k, i in enumerate(seg[:len(keys)] if hits else []):
-                around = hits[max(0, k - N + 1):min(k, len(hits) - 1) + 1]
-                # Most of the trigrams around a word decide: a topic word next to the frame
-                # of a fill-in slot ("about card arrival and") shares one trigram with the
-                # frame and the others with the topic, so it stays.
-                keep[i] = 2 * sum(around) <= len(around)
+        masks = _kept([[words[i].group().lower() for i in seg] for seg in segments],
+                      self.features)
+        keep = [k for mask in masks for k in mask]
         runs: list[str] = []
         start: int | None = None
         for i, kept in enumerate([*keep, False]):
@@ -172,15 +186,19 @@ def learn(replies: Sequence[str], questions: np.ndarray) -> Template:
             found.update(_features(seg_keys))
         for f in found:
             containing[f].append(d)
-    verdict: dict[tuple[int, ...], bool] = {}
-    features: set[Feature] = set()
+    groups: dict[tuple[int, ...], list[Feature]] = defaultdict(list)
     for f, ds in containing.items():
-        if len(ds) < MIN_SHARED:
-            continue
-        group = tuple(ds)
-        if group not in verdict:
-            idx = list(group)
-            verdict[group] = _between(s[idx], n[idx], sq[idx]) < cut
-        if verdict[group]:
-            features.add(f)
-    return Template(frozenset(features))
+        if len(ds) >= MIN_SHARED:
+            groups[tuple(ds)].append(f)
+    spread = {g: fs for g, fs in groups.items()
+              if _between(s[list(g)], n[list(g)], sq[list(g)]) < cut}
+    features = {f for fs in spread.values() for f in fs}
+    # A template is a frame around each reply's own content: text whose removal leaves most
+    # of its replies with almost nothing (a topic's answer with only greetings or names
+    # around it, when replies given to one same question are too few to tell the topic) is
+    # that content, not a frame.
+    keys = list(index)
+    left = [sum(sum(mask) for mask in _kept(key, features)) for key in keys]
+    framed = {g: fs for g, fs in spread.items()
+              if 2 * sum(left[d] >= OWN_WORDS for d in g) > len(g)}
+    return Template(frozenset(f for fs in framed.values() for f in fs))
