@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from core.bots import BotSettings
 from core.cycle.deps import CHUNK, CycleDeps, blob, vec
 from core.cycle.result import CycleResult
+from core.cycle.template import bot_template
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.models import Conversation, Gap, GapEvidence, as_utc, utcnow
@@ -46,6 +47,12 @@ class EmbeddedSignals:
     signals: list[Signal]
     vectors: np.ndarray
     replies: list[np.ndarray | None]
+    # Agents' replies are embedded by their distinctive part (core.pipeline.macros), which
+    # depends on the bot's template, learned from its stored replies when the batch is
+    # assigned (`_cluster`); until then the batch carries the embedder and the vectors already
+    # known by text.
+    embedder: Embedder | None = None
+    known: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def analyse_new(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotSettings,
@@ -146,15 +153,12 @@ def _signals(embedder: Embedder, rows: list[Any], result: CycleResult,
 
 
 def _embed(embedder: Embedder, signals: list[Signal]) -> EmbeddedSignals:
+    """The questions' vectors; the agents' replies are embedded once the bot's template is
+    known (`_embed_replies`)."""
     if not signals:
         return EmbeddedSignals([], np.zeros((0, 0), dtype=np.float32), [])
     vectors = embedder.embed([s.question for s in signals])
-    reply_idx = [i for i, s in enumerate(signals) if s.agent_reply]
-    reply_vecs = embedder.embed([signals[i].agent_reply or "" for i in reply_idx])
-    replies: list[np.ndarray | None] = [None] * len(signals)
-    for k, i in enumerate(reply_idx):
-        replies[i] = reply_vecs[k]
-    return EmbeddedSignals(signals, vectors, replies)
+    return EmbeddedSignals(signals, vectors, [None] * len(signals), embedder=embedder)
 
 
 def _embed_reusing(embedder: Embedder, signals: list[Signal], known: dict[str, np.ndarray]
@@ -163,12 +167,32 @@ def _embed_reusing(embedder: Embedder, signals: list[Signal], known: dict[str, n
     stored evidence) is not embedded again: a vector depends on the text only."""
     if not signals:
         return _embed(embedder, signals)
-    texts = [s.question for s in signals] + [s.agent_reply for s in signals if s.agent_reply]
-    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    missing = [t for t in dict.fromkeys(s.question for s in signals) if t not in known]
     if missing:
         known.update(zip(missing, embedder.embed(missing), strict=True))
     return EmbeddedSignals(signals, np.stack([known[s.question] for s in signals]),
-                           [known[s.agent_reply] if s.agent_reply else None for s in signals])
+                           [None] * len(signals), embedder=embedder, known=known)
+
+
+def _embed_replies(session: Session, *, bot_id: str, batch: EmbeddedSignals) -> None:
+    """Embed the batch's agents' replies by their distinctive part: what remains once the
+    bot's template (learned from its stored replies and this batch's) is taken out, so that
+    replies to different topics pasted from one macro compare by what differs. Each distinct
+    text is embedded once."""
+    if batch.embedder is None:
+        return
+    idx = [i for i, s in enumerate(batch.signals) if s.agent_reply]
+    if not idx:
+        return
+    template = bot_template(session, bot_id=bot_id,
+                            replies=[batch.signals[i].agent_reply or "" for i in idx],
+                            questions=batch.vectors[idx])
+    texts = [template.distinctive(batch.signals[i].agent_reply or "") for i in idx]
+    missing = [t for t in dict.fromkeys(texts) if t not in batch.known]
+    if missing:
+        batch.known.update(zip(missing, batch.embedder.embed(missing), strict=True))
+    for i, text in zip(idx, texts, strict=True):
+        batch.replies[i] = batch.known[text]
 
 
 def _stored_evidence(session: Session, embedder: Embedder, *, conversation_ids: list[str],
@@ -177,7 +201,9 @@ def _stored_evidence(session: Session, embedder: Embedder, *, conversation_ids: 
     """What the evidence already stored for these conversations tells a re-analysis: the
     (conversation, question) failures that belong to a decided gap (only for conversations in
     `decided_for`, the ones analysed before and unchanged since), and (if `vectors`) the
-    stored question and reply vectors by text."""
+    stored question vectors by text. Reply vectors are not reused: each is the vector of the
+    reply's distinctive part under the template of its day, and the re-analysis strips every
+    reply with the template learned now (`_embed_replies`)."""
     keys: set[tuple[str, str]] = set()
     known: dict[str, np.ndarray] = {}
     dim = getattr(embedder, "dimension", None)
@@ -190,15 +216,13 @@ def _stored_evidence(session: Session, embedder: Embedder, *, conversation_ids: 
                    col(Gap.status).in_(DECIDED))).all() if c in decided_for)
         if not vectors:
             continue
-        for q, qv, reply, rv in session.exec(
-                select(GapEvidence.question, GapEvidence.embedding, GapEvidence.agent_reply,
-                       GapEvidence.reply_embedding)
+        for text, stored in session.exec(
+                select(GapEvidence.question, GapEvidence.embedding)
                 .where(col(GapEvidence.conversation_id).in_(chunk))).all():
-            for text, stored in ((q, qv), (reply, rv)):
-                if text and stored and text not in known:
-                    v = vec(stored)
-                    if dim is None or len(v) == dim:
-                        known[text] = v
+            if text and stored and text not in known:
+                v = vec(stored)
+                if dim is None or len(v) == dim:
+                    known[text] = v
     return keys, known
 
 
@@ -252,6 +276,7 @@ def _cluster(session: Session, *, bot_id: str, batch: EmbeddedSignals,
     among them whose new agents' replies disagree with the gap (split candidates)."""
     if not batch.signals:
         return set(), set()
+    _embed_replies(session, bot_id=bot_id, batch=batch)
     # Rejected and published gaps stay candidates so their failures accumulate there
     # (suppressed, or as a follow-up of what was published) instead of seeding a look-alike
     # gap; both are frozen so that they never drift onto other topics.

@@ -13,12 +13,14 @@ from sqlmodel import Session, col, select
 from core.answering import rank_entries
 from core.bots import BotSettings
 from core.cycle.deps import CycleDeps, vec
+from core.cycle.template import bot_template
 from core.embeddings import Embedder
 from core.generation import GapContext, RejectedDraft
 from core.index import entry_phrasings
 from core.metrics import THIN_DATA_CONVERSATIONS, SatisfactionBook
 from core.models import AuditEvent, Conversation, Gap, GapEvidence, KBEntry, Suggestion, as_utc
 from core.pipeline.checks import KnownAnswer, duplicate_of
+from core.pipeline.macros import Template
 from core.pipeline.priorities import GapFacts, adds_information, prioritise
 from core.pipeline.proposals import (
     SAME_ANSWER,
@@ -28,6 +30,7 @@ from core.pipeline.proposals import (
     Proposal,
     classify,
     propose,
+    says_otherwise,
 )
 from core.policy.commands import RejectReason
 from core.status import SuggestionKind, SuggestionStatus
@@ -46,8 +49,13 @@ MIN_RATED = 5
 
 @dataclass
 class AnswerMatrix:
+    """Every active entry's answer vector, and the bot's agents' reply template: answers and
+    replies are compared by their distinctive parts (core.pipeline.macros), so a KB written
+    from the agents' macros does not make every entry look like every reply."""
+
     entry_ids: list[str]
     vectors: np.ndarray | None
+    template: Template = field(default_factory=Template)
 
     def closest(self, reply: np.ndarray, *, at_least: float = SAME_ANSWER) -> str | None:
         """The entry whose answer is most like `reply`, if it is alike enough."""
@@ -97,13 +105,16 @@ class SuggestionPlan:
 
 
 def answer_matrix(deps: CycleDeps, *, bot_id: str) -> AnswerMatrix:
-    """Every active entry's answer, embedded once per cycle (cached across cycles)."""
+    """Every active entry's answer without the agents' template, embedded once per cycle."""
     with Session(deps.engine) as session:
         rows = session.exec(select(KBEntry.id, KBEntry.answer).where(
             KBEntry.bot_id == bot_id, col(KBEntry.active))).all()
+        template = bot_template(session, bot_id=bot_id)
     if not rows:
-        return AnswerMatrix([], None)
-    return AnswerMatrix([r[0] for r in rows], deps.embedder.embed([r[1] for r in rows]))
+        return AnswerMatrix([], None, template)
+    return AnswerMatrix([r[0] for r in rows],
+                        deps.embedder.embed([template.distinctive(r[1]) for r in rows]),
+                        template)
 
 
 def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
@@ -143,16 +154,21 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
                 + ([answered_with] if answered_with else []) + ([said] if said else [])):
             if entry_id in refused:
                 continue
-            view = _entry_view(session, deps.embedder, entry_id, entries)
+            view = _entry_view(session, deps.embedder, entry_id, entries, answers.template)
             if view is not None:
                 rated_entry = satisfaction.of(entry_id)
                 candidates.append(Candidate(
                     view, float(np.max(view.phrasing_vectors @ centroid)),
                     rated_entry.share if rated_entry.answered >= MIN_RATED else None))
+        answered_view = _entry_view(session, deps.embedder, answered_with, entries,
+                                    answers.template) if answered_with else None
+    wrong = _wrong_match(rows, evidence, answered_view, answers.template)
     kind, entry = classify(evidence, candidates, bot_answered_with=answered_with,
-                           poor_satisfaction=settings.medium_satisfaction / 100)
+                           poor_satisfaction=settings.medium_satisfaction / 100,
+                           wrong_match=wrong is not None)
     refused_answers = [r.answer for r in rejected if r.kind == SuggestionKind.new_answer]
-    refused_vectors = deps.embedder.embed(refused_answers) if refused_answers else None
+    refused_vectors = deps.embedder.embed(
+        [answers.template.distinctive(a) for a in refused_answers]) if refused_answers else None
     proposal = propose(kind, evidence, entry, max_variants=settings.max_triggers,
                        refused_answers=refused_vectors)
     known = [KnownAnswer(c.entry.id, c.entry.question, c.entry.answer_vector,
@@ -197,6 +213,11 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
     priority = prioritise(facts, critical_weekly=settings.critical_weekly_occurrences,
                           medium_satisfaction=settings.medium_satisfaction)
     warning = proposal.warning
+    if wrong is not None:
+        n = wrong["conversations"]
+        note = (f"Answered with “{wrong['question']}”; agents said otherwise "
+                f"({n} conversation{'s' if n != 1 else ''}).")
+        warning = f"{note} {warning}" if warning else note
     if thin:
         note = (f"Thin data: fewer than {THIN_DATA_CONVERSATIONS} conversations so far, "
                 "so this gap may not be representative.")
@@ -216,6 +237,9 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
                          "answered_30d": facts.answered_30d}
         if facts.answered_30d and improve else None,
         "incomplete": facts.incomplete if improve else None,
+        # The bot answered these customers with an entry whose answer the agents then
+        # contradicted: the entry is not what they asked about (null otherwise).
+        "wrong_match": wrong,
     }
     fields: dict[str, Any] = {
         "kind": kind, "priority": priority.level, "score": priority.score,
@@ -231,20 +255,47 @@ def plan_gap(deps: CycleDeps, *, gap_id: str, as_of: datetime,
         context=context, proposal=proposal, known=known, rejected=rejected)
 
 
+def _wrong_match(rows: list[GapEvidence], evidence: list[Evidence],
+                 answered: EntryView | None, template: Template) -> dict[str, Any] | None:
+    """Whether the bot's answer was a wrong match for this gap: in most of the gap's
+    conversations where the bot answered with that entry and an agent replied afterwards,
+    the agent said otherwise (`says_otherwise`, on distinctive parts). Returns the evidence
+    record (the entry, its question, how many conversations), else None."""
+    if answered is None:
+        return None
+    distinct = template.distinctive(answered.answer)
+    otherwise: set[str] = set()
+    agreed: set[str] = set()
+    for row, ev in zip(rows, evidence, strict=True):
+        if row.bot_entry_id != answered.id or ev.agent_reply is None or ev.reply_vector is None:
+            continue
+        if says_otherwise(template.distinctive(ev.agent_reply), ev.reply_vector, distinct,
+                          answered.answer_vector):
+            otherwise.add(row.conversation_id)
+        else:
+            agreed.add(row.conversation_id)
+    if len(otherwise) <= len(agreed):
+        return None
+    return {"entry_id": answered.id, "question": answered.question,
+            "conversations": len(otherwise)}
+
+
 def _entry_view(session: Session, embedder: Embedder, entry_id: str,
-                cache: dict[str, EntryView | None]) -> EntryView | None:
+                cache: dict[str, EntryView | None], template: Template) -> EntryView | None:
     if entry_id not in cache:
-        cache[entry_id] = _load_entry_view(session, embedder, entry_id)
+        cache[entry_id] = _load_entry_view(session, embedder, entry_id, template)
     return cache[entry_id]
 
 
-def _load_entry_view(session: Session, embedder: Embedder, entry_id: str) -> EntryView | None:
+def _load_entry_view(session: Session, embedder: Embedder, entry_id: str,
+                     template: Template) -> EntryView | None:
     entry = session.get(KBEntry, entry_id)
     if entry is None or not entry.active:
         return None
     phr = entry_phrasings(bot_id=entry.bot_id, entry_id=entry.id, question=entry.question,
                           variants=list(entry.variants), active=True)
-    vecs = embedder.embed([p.text for p in phr] + [entry.answer])
+    # The answer is compared with agents' replies, so by its distinctive part as they are.
+    vecs = embedder.embed([p.text for p in phr] + [template.distinctive(entry.answer)])
     return EntryView(entry.id, entry.question, entry.answer, list(entry.variants),
                      vecs[:-1], vecs[-1])
 

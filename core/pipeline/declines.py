@@ -12,9 +12,10 @@ anything. Both yardsticks come from the bot's own data, so nothing here is tuned
   the upper quartile over its replies given to several questions — most canned replies
   answer one topic).
 
-A reply given to at least `MIN_QUESTIONS` different questions that are hardly more alike
-than random ones (under a quarter of the way from the background to the topic level) is a
-stock refusal.
+A reply given to at least `MIN_QUESTIONS` different questions that are *less* alike than
+two of the bot's failed questions taken at random is a stock refusal: its customers share
+less than the bot's customers at large. (A cut a quarter of the way up to the topic level
+took a loosely-phrased real topic, "roaming" asked four very different ways, for a refusal.)
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import numpy as np
 MIN_QUESTIONS = 3
 # Replies to several questions needed before the topic level can be read off the bot's data.
 MIN_GROUPS = 4
-# Where between the background (0) and the topic level (1) the cut lies: a refusal's
-# questions are barely related, while a reply shared by a few related topics ("contact the
-# card team") sits well above a quarter of the way.
-CUT = 0.25
+# Where between the background (0) and the topic level (1) the cut lies: at the background
+# itself. Measured here: off-topic questions 0.07, one loosely-phrased topic 0.37, the bot's
+# failed questions at random 0.28, its topics' canned replies 0.58-0.77.
+CUT = 0.0
 # The topic level must stand clearly above the background for the comparison to mean
 # anything (a bot whose canned replies are all given to unrelated questions has no topics
 # to compare with).

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.pipeline.gaps import medoid
+from core.pipeline.signals import content_words
 from core.pipeline.wording import clean_question, has_identifier, is_chitchat
 
 LOW_CONFIDENCE = 60
@@ -90,6 +91,24 @@ NEAR_QUESTIONS_WITHOUT_REPLIES = 0.7
 POOR_SATISFACTION = 0.6
 
 
+# An agent who repeats this share of the bot's answer's content words (and adds to it) agrees
+# with the answer however far the vectors drift with the additions.
+RESTATED = 0.5
+
+
+def says_otherwise(reply: str, reply_vector: np.ndarray, answer: str,
+                   answer_vector: np.ndarray) -> bool:
+    """Whether an agent's reply after the bot's answer says something else than that answer
+    (both by their distinctive parts, core.pipeline.macros): their vectors are less alike than
+    SAME_ANSWER and the reply does not restate most of the answer's content words. An agent
+    who completes the answer (`priorities.adds_information`) restates it, so that is not
+    saying otherwise: it is an answer to improve."""
+    if float(reply_vector @ answer_vector) >= SAME_ANSWER:
+        return False
+    said = content_words(answer)
+    return not said or len(said & content_words(reply)) < RESTATED * len(said)
+
+
 def reply_coherence(replies: np.ndarray) -> float:
     """How much the agents' replies agree with one another (mean cosine to their centroid)."""
     if len(replies) < 2:
@@ -101,8 +120,14 @@ def reply_coherence(replies: np.ndarray) -> float:
 
 def classify(evidence: list[Evidence], candidates: list[Candidate], *,
              bot_answered_with: str | None,
-             poor_satisfaction: float = POOR_SATISFACTION) -> tuple[str, EntryView | None]:
+             poor_satisfaction: float = POOR_SATISFACTION,
+             wrong_match: bool = False) -> tuple[str, EntryView | None]:
     """new_answer, improve_answer or add_variants, and the entry it concerns.
+
+    `wrong_match`: the agents said otherwise after the bot answered with `bot_answered_with`
+    (`says_otherwise`). Then that entry answered another question: it is neither improved
+    nor the home of these questions, which are the agents' topic (add variants to the entry
+    whose answer their replies repeat, or a new answer).
 
     - the agents answered with what an entry says — their replies are as close to its answer
       as to one another (within 0.1), and reply ↔ answer cosine ≥ 0.8, or ≥ 0.6 with the
@@ -116,6 +141,8 @@ def classify(evidence: list[Evidence], candidates: list[Candidate], *,
       most others while the agents answered them differently: they asked something else).
     """
     replies = [e.reply_vector for e in evidence if e.reply_vector is not None]
+    if wrong_match:
+        candidates = [c for c in candidates if c.entry.id != bot_answered_with]
     if replies and candidates:
         rmat = np.stack(replies)
         floor = reply_coherence(rmat) - COHERENCE_MARGIN

@@ -22,10 +22,14 @@ MERGE_QUESTION = 0.80
 MERGE_REPLY = 0.90
 # Without replies on both sides the questions alone must be this close.
 MERGE_QUESTION_ALONE = 0.92
-# A reply this far from its gap's reply centroid makes the gap worth examining for a split.
-SPLIT_HINT = 0.75
 # Two reply groups whose centroids are less alike than this are different answers...
 SPLIT_REPLY = 0.70
+# ...so a reply less like its gap's reply centroid than this makes the gap worth examining:
+# two equal groups whose centroids are SPLIT_REPLY apart sit at sqrt((1 + SPLIT_REPLY) / 2)
+# from the centroid of both, and a smaller group further away. (Replies are compared by
+# their distinctive parts, core.pipeline.macros: one topic's replies, pasted from one macro,
+# sit near 1.)
+SPLIT_HINT = float(np.sqrt((1 + SPLIT_REPLY) / 2))
 # ...and each must hold at least this many replies, so one odd reply never splits a gap.
 SPLIT_MIN_PART = 3
 SPLIT_ROUNDS = 10
