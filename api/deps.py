@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.bots import KeyScope
 from core.errors import NotFound
 from core.policy.commands import Actor, Channel
 from core.review import BotRef
@@ -23,6 +24,7 @@ class Caller:
     key_id: str
     key_name: str
     bot_id: str | None
+    scope: KeyScope = KeyScope.admin
 
     @property
     def is_admin(self) -> bool:
@@ -71,6 +73,25 @@ def require_admin(who: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def needs(scope: KeyScope) -> Any:
+    """A route dependency: the caller's key must reach `scope` (the admin key always does);
+    otherwise 403 naming the scope needed, before anything runs."""
+
+    def check(who: CallerDep) -> Caller:
+        if not who.scope.reaches(scope):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"this key's scope is {who.scope.value}; this route needs a "
+                                f"{scope.value} key (or the admin key)")
+        return who
+
+    return Depends(check)
+
+
+# Route dependencies, by the scope a route needs (README, "Key scopes").
+CHATBOT, REVIEWER, BOT_ADMIN = (needs(KeyScope.chatbot), needs(KeyScope.reviewer),
+                                needs(KeyScope.admin))
 
 
 def bot_for(slug: str, svc: ServicesDep, who: CallerDep) -> BotRef:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.bots import KeyScope
 from core.policy.commands import RejectReason
 
 # The review door's views serve as response models where the API shows them as they are.
@@ -36,11 +37,15 @@ class BotList(BaseModel):
 
 class KeyCreate(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    scope: KeyScope = Field(default=KeyScope.chatbot, description=(
+        "chatbot: answer and conversations; reviewer: also suggestions, decisions, sandbox, "
+        "audit, metrics, digest; admin: also settings, the knowledge base and keys"))
 
 
 class KeyOut(BaseModel):
     id: str
     name: str
+    scope: KeyScope
     key: str = Field(description="The key itself: shown once, only its hash is stored")
 
 

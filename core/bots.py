@@ -42,6 +42,19 @@ class Autonomy(StrEnum):
     advanced = "advanced"
 
 
+class KeyScope(StrEnum):
+    """What a per-bot API key reaches (docs: README, "Key scopes"). Each scope includes the
+    ones before it; the global admin key reaches everything, every bot."""
+
+    chatbot = "chatbot"  # answer, conversations: what a chatbot's backend needs
+    reviewer = "reviewer"  # + suggestions, decisions, sandbox, audit, metrics, digest
+    admin = "admin"  # + settings, the knowledge base and the keys of its bot
+
+    def reaches(self, needed: KeyScope) -> bool:
+        order = list(KeyScope)
+        return order.index(self) >= order.index(needed)
+
+
 class NotifyFrequency(StrEnum):
     daily = "daily"
     weekly = "weekly"
@@ -283,10 +296,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def issue_key(session: Session, *, bot_id: str | None, name: str) -> tuple[ApiKey, str]:
-    """Create a key; the plaintext is returned once and only its hash is stored."""
+def issue_key(session: Session, *, bot_id: str | None, name: str,
+              scope: KeyScope = KeyScope.chatbot) -> tuple[ApiKey, str]:
+    """Create a key; the plaintext is returned once and only its hash is stored. A bot's key
+    has `scope`; the admin key (no bot) reaches everything."""
     key = ("atk_" if bot_id else "atadm_") + secrets.token_urlsafe(32)
-    row = ApiKey(bot_id=bot_id, name=name, key_hash=hash_key(key), prefix=key[:10])
+    row = ApiKey(bot_id=bot_id, name=name, key_hash=hash_key(key), prefix=key[:10],
+                 scope=scope if bot_id else KeyScope.admin)
     session.add(row)
     session.flush()
     return row, key
@@ -308,7 +324,8 @@ def ensure_admin_key(session: Session, *, configured: str | None) -> str | None:
 def authenticate(session: Session, *, key: str, configured_admin: str | None) -> ApiKey | None:
     """The key row for a presented key, or None. Constant-time for the configured admin key."""
     if configured_admin and secrets.compare_digest(key.encode(), configured_admin.encode()):
-        return ApiKey(id="admin", bot_id=None, name="admin", key_hash="", prefix="")
+        return ApiKey(id="admin", bot_id=None, name="admin", key_hash="", prefix="",
+                      scope=KeyScope.admin)
     row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
     if row is None or row.revoked_at is not None:
         return None

@@ -66,6 +66,8 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    # core.bots.KeyScope: chatbot | reviewer | admin (the admin key: admin).
+    scope: str = Field(default="chatbot", max_length=16)
 
 
 class KBEntry(SQLModel, table=True):

@@ -56,7 +56,9 @@ class BotHandle:
 def make_bot(client: TestClient, admin: dict[str, str], slug: str) -> BotHandle:
     r = client.post("/api/v1/bots", json={"slug": slug, "name": slug.title()}, headers=admin)
     assert r.status_code == 201, r.text
-    k = client.post(f"/api/v1/bots/{slug}/keys", json={"name": "chatbot"}, headers=admin)
+    # The bot's own admin key: tests act as the bot's owner unless they test scopes.
+    k = client.post(f"/api/v1/bots/{slug}/keys", json={"name": "owner", "scope": "admin"},
+                    headers=admin)
     assert k.status_code == 201, k.text
     return BotHandle(slug, {"Authorization": f"Bearer {k.json()['key']}"}, k.json()["id"])
 

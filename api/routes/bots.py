@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import ValidationError
 
 from api.checked import CheckedRoute
-from api.deps import AdminDep, BotDep, CallerDep, ServicesDep
+from api.deps import BOT_ADMIN, AdminDep, BotDep, CallerDep, ServicesDep
 from api.schemas import BotCreate, BotList, BotOut, KeyCreate, KeyOut
 from core.policy.commands import UpdateSettings
 from core.review import BotRef
@@ -38,26 +38,29 @@ def get(bot: BotDep) -> BotOut:
     return bot_out(bot)
 
 
-@router.post("/bots/{slug}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyOut)
-def create_key(body: KeyCreate, bot: BotDep, svc: ServicesDep, _: AdminDep) -> KeyOut:
-    """Issue a key that works only on this bot's routes. The key is shown once."""
-    key_id, name, key = svc.review.issue_key(bot, name=body.name)
-    return KeyOut(id=key_id, name=name, key=key)
+@router.post("/bots/{slug}/keys",
+             dependencies=[BOT_ADMIN], status_code=status.HTTP_201_CREATED, response_model=KeyOut)
+def create_key(body: KeyCreate, bot: BotDep, svc: ServicesDep) -> KeyOut:
+    """Issue a key that works only on this bot's routes, within its scope (default
+    `chatbot`). The key is shown once."""
+    key_id, name, key = svc.review.issue_key(bot, name=body.name, scope=body.scope)
+    return KeyOut(id=key_id, name=name, scope=body.scope, key=key)
 
 
-@router.delete("/bots/{slug}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_key(key_id: str, bot: BotDep, svc: ServicesDep, _: AdminDep) -> Response:
+@router.delete("/bots/{slug}/keys/{key_id}",
+               dependencies=[BOT_ADMIN], status_code=status.HTTP_204_NO_CONTENT)
+def delete_key(key_id: str, bot: BotDep, svc: ServicesDep) -> Response:
     """Revoke a key: it gets 401 from then on."""
     svc.review.revoke_key(bot, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/bots/{slug}/settings")
+@router.get("/bots/{slug}/settings", dependencies=[BOT_ADMIN])
 def get_settings(bot: BotDep) -> dict[str, Any]:
     return bot.settings.model_dump(mode="json")
 
 
-@router.patch("/bots/{slug}/settings")
+@router.patch("/bots/{slug}/settings", dependencies=[BOT_ADMIN])
 def patch_settings(bot: BotDep, svc: ServicesDep, who: CallerDep,
                    patch: dict[str, Any] = Body(
                        ..., examples=[{"autonomy": "moderate", "daily_auto_publish_limit": 5}]),

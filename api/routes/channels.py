@@ -8,13 +8,13 @@ from fastapi import APIRouter, Request
 from slack_sdk.errors import SlackApiError
 
 from api.checked import CheckedRoute
-from api.deps import AdminDep, BotDep
+from api.deps import REVIEWER, BotDep
 
 router = APIRouter(prefix="/api/v1", tags=["channels"], route_class=CheckedRoute)
 
 
-@router.post("/bots/{slug}/digest")
-async def send_digest(bot: BotDep, request: Request, _: AdminDep) -> dict[str, Any]:
+@router.post("/bots/{slug}/digest", dependencies=[REVIEWER])
+async def send_digest(bot: BotDep, request: Request) -> dict[str, Any]:
     """Send the review digest now, whatever `notify_frequency` says: on Slack one message
     with the period's numbers and the most urgent suggestions that have no card yet; by email
     one message per recipient with the numbered queue and their own reply address. Returns

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.checked import CheckedRoute
-from api.deps import BotDep, ServicesDep
+from api.deps import CHATBOT, BotDep, ServicesDep
 from api.schemas import IngestOut
 from core.conversations import ConversationBatch, ingest_batch
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/v1/bots/{slug}", tags=["conversations"],
                    route_class=CheckedRoute)
 
 
-@router.post("/conversations", response_model=IngestOut)
+@router.post("/conversations", dependencies=[CHATBOT], response_model=IngestOut)
 def ingest(body: ConversationBatch, bot: BotDep, svc: ServicesDep) -> IngestOut:
     """Store a batch of transcripts. The whole batch is validated first (422 names the index
     and field of the first problem, and nothing is written); re-sending an id replaces it."""

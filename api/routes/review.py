@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import TypeAdapter
 
 from api.checked import CheckedRoute
-from api.deps import BotDep, CallerDep, ServicesDep, SuggestionBotDep
+from api.deps import BOT_ADMIN, REVIEWER, BotDep, CallerDep, ServicesDep, SuggestionBotDep
 from api.schemas import (
     ActorIn,
     AuditList,
@@ -73,7 +73,7 @@ def suggestion_out(v: SuggestionView) -> SuggestionOut:
     )
 
 
-@router.post("/bots/{slug}/cycles", response_model=CycleOut)
+@router.post("/bots/{slug}/cycles", dependencies=[REVIEWER], response_model=CycleOut)
 def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> CycleOut:
     """Analyse new conversations and refresh suggestions now, treating `as_of` as now
     (`full`: re-analyse everything). 409 while another process runs this bot's cycle."""
@@ -87,7 +87,7 @@ def run_cycle(bot: BotDep, svc: ServicesDep, body: CycleIn | None = None) -> Cyc
     return CycleOut(**result.public())
 
 
-@router.get("/bots/{slug}/questions", response_model=QuestionList)
+@router.get("/bots/{slug}/questions", dependencies=[REVIEWER], response_model=QuestionList)
 def questions(bot: BotDep, svc: ServicesDep, kind: QuestionKind = QuestionKind.one_off,
               days: Annotated[int, Query(ge=1, le=365)] = 7,
               limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> QuestionList:
@@ -101,7 +101,7 @@ def questions(bot: BotDep, svc: ServicesDep, kind: QuestionKind = QuestionKind.o
         for q in view.items])
 
 
-@router.get("/bots/{slug}/suggestions", response_model=SuggestionList)
+@router.get("/bots/{slug}/suggestions", dependencies=[REVIEWER], response_model=SuggestionList)
 def suggestions(bot: BotDep, svc: ServicesDep,
                 status_: Annotated[SuggestionStatus | None, Query(alias="status")] = None,
                 limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
@@ -112,12 +112,13 @@ def suggestions(bot: BotDep, svc: ServicesDep,
         bot, status=status_, limit=limit)])
 
 
-@router.get("/suggestions/{suggestion_id}", response_model=SuggestionOut)
+@router.get("/suggestions/{suggestion_id}", dependencies=[REVIEWER], response_model=SuggestionOut)
 def suggestion(suggestion_id: str, svc: ServicesDep, bot: SuggestionBotDep) -> SuggestionOut:
     return suggestion_out(svc.review.card(suggestion_id, bot=bot))
 
 
-@router.post("/suggestions/{suggestion_id}/decision", response_model=DecisionOut)
+@router.post("/suggestions/{suggestion_id}/decision",
+             dependencies=[REVIEWER], response_model=DecisionOut)
 def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep, who: CallerDep,
            bot: SuggestionBotDep) -> DecisionOut:
     """Approve, edit-and-approve, reject or defer. 409 if someone already decided it
@@ -146,7 +147,7 @@ def decide(suggestion_id: str, body: DecisionIn, svc: ServicesDep, who: CallerDe
                        entry_version=done.entry.version if published and done.entry else None)
 
 
-@router.patch("/suggestions/{suggestion_id}", response_model=SuggestionOut)
+@router.patch("/suggestions/{suggestion_id}", dependencies=[REVIEWER], response_model=SuggestionOut)
 def correct_suggestion(suggestion_id: str, body: SuggestionPatch, svc: ServicesDep,
                        who: CallerDep, bot: SuggestionBotDep) -> SuggestionOut:
     """Correct a suggestion's category; the cycle keeps it and the classifier learns from
@@ -157,7 +158,7 @@ def correct_suggestion(suggestion_id: str, body: SuggestionPatch, svc: ServicesD
     return suggestion_out(done.suggestion)
 
 
-@router.post("/suggestions/{suggestion_id}/undo")
+@router.post("/suggestions/{suggestion_id}/undo", dependencies=[REVIEWER])
 def undo(suggestion_id: str, svc: ServicesDep, who: CallerDep, bot: SuggestionBotDep,
          body: ActorIn | None = None) -> dict[str, Any]:
     """Take back a published (approved or auto-published) suggestion: its entry returns to
@@ -169,7 +170,7 @@ def undo(suggestion_id: str, svc: ServicesDep, who: CallerDep, bot: SuggestionBo
     return {**done.entry.public(), "entry_action": done.entry_action}
 
 
-@router.post("/bots/{slug}/pause")
+@router.post("/bots/{slug}/pause", dependencies=[BOT_ADMIN])
 def pause(bot: BotDep, svc: ServicesDep, who: CallerDep,
           body: ActorIn | None = None) -> dict[str, Any]:
     """Pause auto-training (settings.enabled = false): no analysis, no new suggestions,
@@ -179,7 +180,7 @@ def pause(bot: BotDep, svc: ServicesDep, who: CallerDep,
     return done.settings or {}
 
 
-@router.post("/bots/{slug}/resume")
+@router.post("/bots/{slug}/resume", dependencies=[BOT_ADMIN])
 def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
            body: ActorIn | None = None) -> dict[str, Any]:
     """Resume auto-training. 409 if it is not paused."""
@@ -188,7 +189,7 @@ def resume(bot: BotDep, svc: ServicesDep, who: CallerDep,
     return done.settings or {}
 
 
-@router.get("/bots/{slug}/categories", response_model=CategoryList)
+@router.get("/bots/{slug}/categories", dependencies=[REVIEWER], response_model=CategoryList)
 def categories(bot: BotDep, svc: ServicesDep) -> CategoryList:
     """The built-in and custom categories, and what each is excluded from."""
     return CategoryList(items=svc.review.categories(bot))
@@ -201,7 +202,7 @@ def notification_out(n: AnnouncementView) -> NotificationOut:
                            delivered_to=n.delivered)
 
 
-@router.get("/bots/{slug}/notifications", response_model=NotificationList)
+@router.get("/bots/{slug}/notifications", dependencies=[REVIEWER], response_model=NotificationList)
 def notifications(bot: BotDep, svc: ServicesDep, undelivered: bool = False,
                   channel: Annotated[str | None, Query(pattern="^(slack|email)$")] = None,
                   limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> NotificationList:
@@ -212,14 +213,14 @@ def notifications(bot: BotDep, svc: ServicesDep, undelivered: bool = False,
         bot, undelivered=undelivered, channel=channel, limit=limit)])
 
 
-@router.get("/bots/{slug}/watches", response_model=WatchList)
+@router.get("/bots/{slug}/watches", dependencies=[REVIEWER], response_model=WatchList)
 def watches(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
             status_: Annotated[WatchStatus | None, Query(alias="status")] = None) -> WatchList:
     """Published changes under watch and what the watch concluded, newest first."""
     return WatchList(items=svc.review.watches(bot, entry_id=entry_id, status=status_))
 
 
-@router.get("/bots/{slug}/audit", response_model=AuditList,
+@router.get("/bots/{slug}/audit", dependencies=[REVIEWER], response_model=AuditList,
             responses={200: {"content": {"text/csv": {}}}})
 def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
           suggestion_id: str | None = None,
@@ -250,14 +251,14 @@ def audit(bot: BotDep, svc: ServicesDep, entry_id: str | None = None,
     return AuditList(items=items)
 
 
-@router.get("/bots/{slug}/metrics", response_model=MetricsOut)
+@router.get("/bots/{slug}/metrics", dependencies=[REVIEWER], response_model=MetricsOut)
 def metrics(bot: BotDep, svc: ServicesDep, bucket: Bucket = Bucket.week) -> MetricsOut:
     got = svc.review.metrics(bot, bucket=bucket)
     return MetricsOut(buckets=[MetricsBucket(**b) for b in got["buckets"]],
                       activated_at=got["activated_at"], thin_data=got["thin_data"])
 
 
-@router.get("/bots/{slug}/stats", response_model=StatsView)
+@router.get("/bots/{slug}/stats", dependencies=[REVIEWER], response_model=StatsView)
 def stats(bot: BotDep, svc: ServicesDep, period: Period = Period.week) -> StatsView:
     """This period (the last day, 7 or 30 days) against the one before: resolution,
     escalations, CSAT, negative feedback, suggestions decided and auto-published — the
@@ -265,7 +266,8 @@ def stats(bot: BotDep, svc: ServicesDep, period: Period = Period.week) -> StatsV
     return svc.review.stats(bot, period)
 
 
-@router.get("/bots/{slug}/index", response_model=IndexStatus, tags=["operations"])
+@router.get("/bots/{slug}/index",
+            dependencies=[BOT_ADMIN], response_model=IndexStatus, tags=["operations"])
 def index_status(bot: BotDep, svc: ServicesDep) -> IndexStatus:
     """Drift between SQL (the truth) and the vector index; fix with `autotrain reindex`."""
     report = svc.review.index_health(bot)

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from core import kb as kb_store
 from core.bots import (
+    KeyScope,
     NotifyFrequency,
     authenticate,
     bot_settings,
@@ -178,12 +179,13 @@ class Review:
 
     # -- bots -------------------------------------------------------------------------------
 
-    def key_holder(self, key: str, *, admin_key: str | None) -> tuple[str, str, str | None] | None:
-        """Who holds a presented API key: (key id, key name, bot id or None for the admin), or
-        None when the key is unknown or revoked."""
+    def key_holder(self, key: str, *, admin_key: str | None
+                   ) -> tuple[str, str, str | None, KeyScope] | None:
+        """Who holds a presented API key: (key id, key name, bot id or None for the admin,
+        scope), or None when the key is unknown or revoked."""
         with Session(self.engine) as session:
             row = authenticate(session, key=key, configured_admin=admin_key)
-            return None if row is None else (row.id, row.name, row.bot_id)
+            return None if row is None else (row.id, row.name, row.bot_id, KeyScope(row.scope))
 
     def bot(self, slug: str) -> BotRef:
         with Session(self.engine) as session:
@@ -208,10 +210,11 @@ class Review:
         with session_scope(self.engine) as session:
             return bot_ref(create_bot(session, slug=slug, name=name))
 
-    def issue_key(self, bot: BotRef, *, name: str) -> tuple[str, str, str]:
-        """A key for this bot's routes only: (id, name, the key shown once)."""
+    def issue_key(self, bot: BotRef, *, name: str, scope: KeyScope = KeyScope.chatbot
+                  ) -> tuple[str, str, str]:
+        """A key for this bot's routes only, within `scope`: (id, name, the key shown once)."""
         with session_scope(self.engine) as session:
-            row, key = issue_key(session, bot_id=bot.id, name=name)
+            row, key = issue_key(session, bot_id=bot.id, name=name, scope=scope)
             return row.id, row.name, key
 
     def revoke_key(self, bot: BotRef, *, key_id: str) -> None:

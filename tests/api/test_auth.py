@@ -170,8 +170,8 @@ def test_scheme_is_case_insensitive(api, bot):
 
 
 def test_revoked_key_gets_401_from_then_on(api, bot):
-    spare = api.client.post(f"/api/v1/bots/{bot.slug}/keys", json={"name": "spare"},
-                            headers=api.admin)
+    spare = api.client.post(f"/api/v1/bots/{bot.slug}/keys",
+                            json={"name": "spare", "scope": "admin"}, headers=api.admin)
     assert spare.status_code == 201, spare.text
     spare_headers = {"Authorization": f"Bearer {spare.json()['key']}"}
     assert api.client.get(f"/api/v1/bots/{bot.slug}/settings",
@@ -199,10 +199,12 @@ def test_new_key_is_shown_once_and_works(api, bot):
                         headers=api.admin)
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) >= {"id", "name", "key"}
+    assert set(body) >= {"id", "name", "scope", "key"}
     assert body["name"] == "import-script" and body["key"] and body["id"]
+    assert body["scope"] == "chatbot"  # the default: what a chatbot's backend needs
     headers = {"Authorization": f"Bearer {body['key']}"}
-    assert api.client.get(f"/api/v1/bots/{bot.slug}/settings", headers=headers).status_code == 200
+    assert api.client.post(f"/api/v1/bots/{bot.slug}/answer", json={"question": "Hi there?"},
+                           headers=headers).status_code == 200
     # The key is never shown again.
     for path in (f"/api/v1/bots/{bot.slug}", f"/api/v1/bots/{bot.slug}/settings",
                  f"/api/v1/bots/{bot.slug}/audit", "/api/v1/bots"):
@@ -289,13 +291,15 @@ def test_bot_list_shows_only_own_bot_to_a_bot_key(api, bot, other_bot):
     assert {b["slug"] for b in r.json()["items"]} == {bot.slug, other_bot.slug}
 
 
-def test_bot_key_cannot_create_bots_or_keys(api, bot):
+def test_bot_key_cannot_create_bots_nor_a_chatbot_key_keys(api, bot):
     r = api.client.post("/api/v1/bots", json={"slug": "rogue", "name": "Rogue"},
                         headers=bot.headers)
     assert r.status_code == 403, r.text
     assert "detail" in r.json()
+    chatbot = api.client.post(f"/api/v1/bots/{bot.slug}/keys", json={"name": "widget"},
+                              headers=api.admin).json()["key"]
     r = api.client.post(f"/api/v1/bots/{bot.slug}/keys", json={"name": "more"},
-                        headers=bot.headers)
+                        headers={"Authorization": f"Bearer {chatbot}"})
     assert r.status_code == 403, r.text
     assert "key" not in r.json()
     slugs = [b["slug"] for b in api.client.get("/api/v1/bots", headers=api.admin).json()["items"]]
