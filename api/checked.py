@@ -95,14 +95,17 @@ class CheckedRequest(Request):
                     f"the body is not UTF-8 (byte 0x{body[exc.start]:02x})",
                     body.decode("utf-8", "replace"), exc.start) from None
             value = _loads(text)
-            match = _SURROGATE_ESCAPE.search(body)
-            if match is not None:
+            if _SURROGATE_ESCAPE.search(body) is not None:
                 found = _bad_string(value)
                 if found is not None:
                     where = ".".join(str(p) for p in found[0]) or "the body"
+                    # The lone one, not the first escape: an emoji's pair may come before it.
+                    lone = next(c for c in found[1] if 0xD800 <= ord(c) <= 0xDFFF)
+                    escape = f"\\u{ord(lone):04x}"
+                    pos = text.lower().find(escape)
                     raise json.JSONDecodeError(
-                        f"{where}: a lone surrogate ({match.group().decode()}) is not a "
-                        "character; send the text as valid UTF-8", text, match.start())
+                        f"{where}: a lone surrogate ({escape}) is not a character; send the "
+                        "text as valid UTF-8", text, max(pos, 0))
             self._json = value
         return self._json
 

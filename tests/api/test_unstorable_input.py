@@ -68,3 +68,10 @@ def test_numbers_and_nesting_json_cannot_carry_are_a_422(api, bot, body, said):
     r = _post(api, f"/api/v1/bots/{bot.slug}/answer", body)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["ctx"]["error"] == said
+
+
+def test_the_lone_surrogate_is_named_even_after_an_emoji(api, bot):
+    r = _post(api, f"/api/v1/bots/{bot.slug}/answer",
+              '{"question": "\\ud83d\\ude00 fine, then \\uDC00 not"}')
+    assert r.status_code == 422, r.text
+    assert "question: a lone surrogate (\\udc00)" in r.json()["detail"][0]["ctx"]["error"]
