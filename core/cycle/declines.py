@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from core.cycle.deps import CHUNK, blob, vec
 from core.cycle.result import CycleResult
 from core.models import Gap, GapEvidence, utcnow
-from core.pipeline import declines
+from core.pipeline import declines, recluster
 from core.policy.queue import withdraw_open
 from core.status import GapStatus, SuggestionKind
 
@@ -134,13 +134,8 @@ def _refresh(session: Session, *, gap_id: str) -> bool:
         return False
     questions = np.stack([vec(q) for q, _ in rows])
     replies = [vec(r) for _, r in rows if r]
-    gap.centroid = blob(_unit(questions.sum(axis=0)))
-    gap.reply_centroid = blob(_unit(np.sum(replies, axis=0))) if replies else None
+    gap.centroid = blob(recluster.unit(questions.sum(axis=0)))
+    gap.reply_centroid = blob(recluster.unit(np.sum(replies, axis=0))) if replies else None
     gap.size, gap.replies = len(rows), len(replies)
     session.add(gap)
     return True
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
