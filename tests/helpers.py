@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 
 from core.embeddings import Embedder
 from core.replay import FALLBACK  # the simulated bot's hand-over line
+from core.review import Review
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +113,9 @@ def charger_bot(svc: Any, *, slug: str, now: datetime) -> str:
                 f"{slug}-{i}", q, CHARGER_REPLIES[i % 3], now - timedelta(minutes=5 * i + 1)))
             for i, q in enumerate(CHARGER_QUESTIONS)])
         return bot.id
+
+
+def database_review(engine: Engine) -> Review:
+    """The review door over a database alone: enough for reads and keys (migration tests)."""
+    return Review(engine=engine, policy=None, cycle=None,  # type: ignore[arg-type]
+                  index_sync=None, index=None, embedder=None)  # type: ignore[arg-type]

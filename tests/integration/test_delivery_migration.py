@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from core.db import make_engine, migrate
-from core.review import Review
+from tests.helpers import database_review
 
 
 def test_delivered_announcements_stay_delivered_by_email_only(tmp_path: Path) -> None:
@@ -29,8 +29,7 @@ def test_delivered_announcements_stay_delivered_by_email_only(tmp_path: Path) ->
     migrate(url)
     engine = make_engine(url)
     # Reading announcements needs only the database.
-    review = Review(engine=engine, policy=None, cycle=None,  # type: ignore[arg-type]
-                    index_sync=None, index=None, embedder=None)  # type: ignore[arg-type]
+    review = database_review(engine)
     bot = review.bot("shop")
     # The digest (the only channel until now) delivered the first; Slack has delivered none.
     assert [n.text for n in review.pending_announcements(bot, "email")] == ["note 2"]

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 
 from core.bots import KeyScope, hash_key
 from core.db import alembic_config, make_engine, migrate
-from core.review import Review
+from tests.helpers import database_review
 
 
 def test_keys_from_before_scopes_become_admin_keys_of_their_bot(tmp_path: Path) -> None:
@@ -28,8 +28,7 @@ def test_keys_from_before_scopes_become_admin_keys_of_their_bot(tmp_path: Path) 
 
     migrate(url)
     engine = make_engine(url)
-    review = Review(engine=engine, policy=None, cycle=None,  # type: ignore[arg-type]
-                    index_sync=None, index=None, embedder=None)  # type: ignore[arg-type]
+    review = database_review(engine)
     assert review.key_holder("atk_old-key", admin_key=None) == ("k", "old", "b",
                                                                 KeyScope.admin)
     _, _, new = review.issue_key(review.bot("shop"), name="widget")
