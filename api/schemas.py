@@ -162,6 +162,9 @@ class CycleOut(BaseModel):
     declined_questions: int = Field(default=0, description=(
         "failures set aside because the agents declined them with a stock refusal "
         "(GET /bots/{slug}/questions?kind=declined lists them)"))
+    phrasings_learned: int = Field(default=0, description=(
+        "customers' questions the agents answered by restating an entry's answer, recognised "
+        "as that entry's from now on (setting learn_from_agents)"))
 
 
 class QuestionOut(BaseModel):
@@ -274,6 +277,9 @@ class IndexStatus(BaseModel):
     wrong_active: int
     in_sync: bool
     pending_outbox: int
+    learned_phrasings: int = Field(default=0, description=(
+        "phrasings learned from the agents' replies (setting learn_from_agents), included in "
+        "`expected`"))
 
 
 class SuggestionPatch(Strict):

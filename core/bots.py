@@ -133,6 +133,11 @@ class BotSettings(BaseModel):
     # Below this confidence (0-100) `answer` tells the chatbot to hand over to a human. High
     # on purpose: a wrong answer costs more than a hand-over, which also teaches the cycle.
     answer_threshold: StrictInt = Field(default=70, ge=0, le=100)
+    # Learn from the agents (core.learning): a question a human agent answered by restating an
+    # entry's answer is recognised as that entry's from the next cycle on, without waiting for
+    # a reviewer (it is not a KB trigger; add-variants suggestions still propose it, and
+    # rejecting one blocks it). False: only reviewed phrasings are recognised.
+    learn_from_agents: StrictBool = True
     # A failed question joins a gap when the mean of its question similarity and its agent
     # reply similarity to the gap reaches this (question-only items need 0.10 more).
     gap_similarity: float = Field(default=0.65, gt=0.0, lt=1.0)

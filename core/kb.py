@@ -14,6 +14,7 @@ from core.db import session_scope
 from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
 from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
+from core.learning import learned_texts
 from core.models import IndexOutbox, KBEntry, KBEntryVersion, utcnow
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,16 @@ class IndexSync:
         # One relay at a time per process, so an older state never overwrites a newer one.
         self._lock = threading.Lock()
 
-    def sync_entries(self, entries: list[KBEntry]) -> None:
-        """Push entries' current phrasings to the index, embedding them all in one call
-        (batches of similar length pad little, so bulk imports embed much faster)."""
+    def sync_entries(self, entries: list[KBEntry]) -> int:
+        """Push entries' current phrasings (their triggers and what they learned from the
+        agents, core.learning) to the index, embedding them all in one call (batches of
+        similar length pad little, so bulk imports embed much faster). Returns how many
+        phrasings were written."""
+        with Session(self.engine) as session:
+            learned = learned_texts(session, [e.id for e in entries])
         per_entry = [entry_phrasings(bot_id=e.bot_id, entry_id=e.id, question=e.question,
-                                     variants=list(e.variants), active=e.active)
+                                     variants=[*e.variants, *learned.get(e.id, [])],
+                                     active=e.active)
                      for e in entries]
         vectors = self.embedder.embed([p.text for phr in per_entry for p in phr])
         start = 0
@@ -170,6 +176,7 @@ class IndexSync:
             self.index.sync_entry(bot_id=entry.bot_id, entry_id=entry.id, phrasings=phrasings,
                                   vectors=vectors[start:start + len(phrasings)])
             start += len(phrasings)
+        return start
 
     def relay(self, *, limit: int = 500, bot_id: str | None = None) -> RelayResult:
         """Push pending outbox rows to the index. `bot_id`: only that bot's rows (a decision
@@ -230,9 +237,7 @@ class IndexSync:
             self.index.reset_bot(bot_id=bot_id)
             written = 0
             for start in range(0, len(entries), 500):
-                chunk = entries[start:start + 500]
-                self.sync_entries(chunk)
-                written += sum(1 + len(e.variants) for e in chunk)
+                written += self.sync_entries(entries[start:start + 500])
             with session_scope(self.engine) as session:
                 for row in session.exec(
                     select(IndexOutbox).where(IndexOutbox.bot_id == bot_id,
@@ -246,10 +251,12 @@ class IndexSync:
         """Compare SQL with the index and report drift (nothing is changed)."""
         with session_scope(self.engine) as session:
             entries = list_entries(session, bot_id=bot_id)
+            learned = learned_texts(session, [e.id for e in entries])
         expected: dict[str, tuple[str, bool]] = {}
         for entry in entries:
             for p in entry_phrasings(bot_id=bot_id, entry_id=entry.id, question=entry.question,
-                                     variants=list(entry.variants), active=entry.active):
+                                     variants=[*entry.variants, *learned.get(entry.id, [])],
+                                     active=entry.active):
                 expected[p.id] = (entry.id, entry.active)
         stored = self.index.snapshot(bot_id=bot_id)
         missing = sorted(set(expected) - set(stored))

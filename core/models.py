@@ -120,6 +120,25 @@ class IndexOutbox(SQLModel, table=True):
     last_error: str | None = None
 
 
+class LearnedPhrasing(SQLModel, table=True):
+    """A customer's question a human agent answered with an entry's answer: the bot learns to
+    recognise it as that entry's (core.learning). It serves recognition only — it is not a
+    KB trigger, and a reviewer who rejects it for that entry blocks it for good."""
+
+    __table_args__ = (UniqueConstraint("entry_id", "text_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
+    entry_id: str = Field(foreign_key="kbentry.id", index=True, max_length=32)
+    text: str
+    # The phrasing's index id digest: one row per way of asking, whatever its case or spaces.
+    text_key: str = Field(max_length=40)
+    conversation_id: str | None = Field(default=None, max_length=32)
+    learned_at: datetime = Field(default_factory=utcnow)
+    # Set when a reviewer rejected these questions for this entry: never served nor relearned.
+    blocked_at: datetime | None = None
+
+
 class Conversation(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("bot_id", "external_id"),

@@ -17,6 +17,7 @@ from core.cycle.result import CycleResult
 from core.cycle.template import bot_template
 from core.db import session_scope
 from core.embeddings import Embedder
+from core.learning import Taught
 from core.models import Conversation, Gap, GapEvidence, as_utc, utcnow
 from core.pipeline import recluster
 from core.pipeline.gaps import GapState, assign
@@ -56,8 +57,9 @@ class EmbeddedSignals:
 
 
 def analyse_new(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotSettings,
-                result: CycleResult) -> Touched:
-    """Assign the failures of conversations not analysed yet."""
+                result: CycleResult, taught: list[Taught] | None = None) -> Touched:
+    """Assign the failures of conversations not analysed yet. `taught` collects the failures
+    a human agent replied to (core.learning)."""
     touched: set[str] = set()
     joined: set[str] = set()
     odd: set[str] = set()
@@ -79,6 +81,7 @@ def analyse_new(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotS
         lost, new, disagree = _assign_batch(
             deps, bot_id=bot_id, batch=batch, threshold=settings.gap_similarity,
             resent=[r[0] for r in rows], analysed=[r[0] for r in rows], read_at=read_at)
+        _collect(batch, taught)
         touched |= lost | new
         joined |= new
         odd |= disagree
@@ -86,7 +89,8 @@ def analyse_new(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotS
 
 
 def analyse_all(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotSettings,
-                result: CycleResult, reembed: bool = False) -> Touched:
+                result: CycleResult, reembed: bool = False,
+                taught: list[Taught] | None = None) -> Touched:
     """The full re-analysis (see `Cycle.reanalyze`): supersede the open gaps, then stream every
     conversation up to `as_of` through the assignment again, leaving out failures that are
     already evidence of a decided gap."""
@@ -125,10 +129,19 @@ def analyse_all(deps: CycleDeps, *, bot_id: str, as_of: datetime, settings: BotS
             deps, bot_id=bot_id, batch=batch, threshold=settings.gap_similarity,
             resent=[r[0] for r in rows if r[5] is None], analysed=[r[0] for r in rows],
             read_at=read_at)
+        _collect(batch, taught)
         touched |= lost | new
         joined |= new
         odd |= disagree
     return touched, joined, odd
+
+
+def _collect(batch: EmbeddedSignals, taught: list[Taught] | None) -> None:
+    if taught is None:
+        return
+    taught.extend(Taught(s.conversation_id, s.question, reply)
+                  for s, reply in zip(batch.signals, batch.replies, strict=True)
+                  if reply is not None)
 
 
 def _signals(embedder: Embedder, rows: list[Any], result: CycleResult,

@@ -36,6 +36,9 @@ class CycleResult:
     one_off: int = 0
     one_off_repeated: int = 0
     declined: int = 0  # failures set aside as declined by the agents (a stock refusal)
+    # Questions the agents answered with an entry's answer, now recognised as its
+    # (core.learning).
+    phrasings_learned: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -52,4 +55,5 @@ class CycleResult:
             "one_off_questions": self.one_off,
             "one_off_repeated": self.one_off_repeated,
             "declined_questions": self.declined,
+            "phrasings_learned": self.phrasings_learned,
         }

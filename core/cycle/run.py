@@ -24,6 +24,7 @@ from core.embeddings import Embedder
 from core.errors import CycleRunning
 from core.generation import Generator
 from core.index import PhrasingIndex
+from core.learning import Taught, learn
 from core.metrics import THIN_DATA_CONVERSATIONS, SatisfactionBook
 from core.models import Bot, Conversation, CycleRun, Gap, Suggestion, as_utc, utcnow
 from core.pipeline.proposals import EntryView
@@ -144,13 +145,18 @@ class Cycle:
             self._record(run_id, bot_id=bot_id, started=started, full=full, result=result)
             return result
 
+        taught: list[Taught] | None = [] if settings.learn_from_agents else None
         if full:
             touched, joined, odd = analyse_all(deps, bot_id=bot_id, as_of=as_of,
                                                settings=settings, result=result,
-                                               reembed=reembed)
+                                               reembed=reembed, taught=taught)
         else:
             touched, joined, odd = analyse_new(deps, bot_id=bot_id, as_of=as_of,
-                                               settings=settings, result=result)
+                                               settings=settings, result=result, taught=taught)
+        answers: AnswerMatrix | None = None
+        if taught:
+            answers = answer_matrix(deps, bot_id=bot_id)
+            self._learn(bot_id=bot_id, taught=taught, answers=answers, result=result)
         with session_scope(self.engine) as session:
             touched = reshape(session, bot_id=bot_id, touched=touched, joined=joined,
                               disagreeing=odd, full=full, result=result)
@@ -174,7 +180,8 @@ class Cycle:
                 select(Conversation.id).where(Conversation.bot_id == bot_id)
                 .limit(THIN_DATA_CONVERSATIONS)).all()) < THIN_DATA_CONVERSATIONS
         entries: dict[str, EntryView | None] = {}
-        answers = answer_matrix(deps, bot_id=bot_id) if touched else AnswerMatrix([], None)
+        if answers is None:
+            answers = answer_matrix(deps, bot_id=bot_id) if touched else AnswerMatrix([], None)
         satisfaction = SatisfactionBook(self.engine, bot_id=bot_id, as_of=as_of)
         plans = [(gap_id, plan_gap(deps, gap_id=gap_id, as_of=as_of, entries=entries, thin=thin,
                                    settings=settings, satisfaction=satisfaction,
@@ -209,6 +216,18 @@ class Cycle:
                                                                  at=as_of).published)
         self._record(run_id, bot_id=bot_id, started=started, full=full, result=result)
         return result
+
+    def _learn(self, *, bot_id: str, taught: list[Taught], answers: AnswerMatrix,
+               result: CycleResult) -> None:
+        """Questions the agents answered with an entry's answer are recognised as its from
+        now on (core.learning); the index follows at once when the cycle has the policy's
+        relay, else with the background relay."""
+        with session_scope(self.engine) as session:
+            changed, result.phrasings_learned = learn(
+                session, bot_id=bot_id, taught=taught, entry_ids=answers.entry_ids,
+                answers=answers.vectors)
+        if changed and self.policy is not None:
+            self.policy.index_sync.relay(bot_id=bot_id)
 
     def _watch(self, *, bot_id: str, as_of: datetime, result: CycleResult) -> None:
         if self.policy is None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from core import learning
 from core.bots import Autonomy, BotSettings, bot_settings, merge_settings
 from core.db import session_scope
 from core.errors import AlreadyDecided, Conflict, InvalidInput, NotFound
@@ -19,6 +20,7 @@ from core.models import (
     Bot,
     EntryWatch,
     Gap,
+    GapEvidence,
     KBEntry,
     Suggestion,
     as_utc,
@@ -36,6 +38,7 @@ from core.policy.commands import (
     Defer,
     EditAndApprove,
     Reject,
+    RejectReason,
     RevertEntry,
     RollbackEntry,
     SetCategory,
@@ -305,7 +308,10 @@ class Policy:
             result = self._decide_in(session, cmd, now)
             decided = session.get(Suggestion, cmd.suggestion_id)
             bot_id = decided.bot_id if decided is not None else None
-        if result.entry_id is not None and bot_id is not None:
+            # A rejection of an entry's suggestion may have blocked learned phrasings.
+            unlearned = isinstance(cmd, Reject) and decided is not None \
+                and decided.entry_id is not None
+        if (result.entry_id is not None or unlearned) and bot_id is not None:
             self._after_commit(bot_id)
         return result
 
@@ -361,6 +367,11 @@ class Policy:
             if gap is not None:
                 gap.status = GapStatus.rejected
                 session.add(gap)
+            if sug.entry_id and (sug.kind == SuggestionKind.add_variants
+                                 or cmd.reason == RejectReason.not_a_gap):
+                # "These questions are not this entry's": what the bot learned of them from
+                # the agents for this entry is blocked too (core.learning).
+                _unlearn(session, sug)
             audit(session, bot_id=sug.bot_id, actor=actor, action="suggestion.rejected",
                   suggestion_id=sug.id, entry_id=sug.entry_id,
                   after={"reason": cmd.reason.value, "comment": cmd.comment})
@@ -674,6 +685,16 @@ def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]
             because = (sug.evidence or {}).get("withdrawn_because", "nothing left to fix")
             return f"{AUTO_ACTOR} ({because})", as_utc(sug.updated_at)
     return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
+
+
+def _unlearn(session: Session, sug: Suggestion) -> int:
+    """Block, for the suggestion's entry, what was learned from its gap's questions."""
+    assert sug.entry_id is not None
+    rows = session.exec(select(GapEvidence.question, GapEvidence.conversation_id).where(
+        GapEvidence.gap_id == sug.gap_id)).all() if sug.gap_id else []
+    return learning.block(session, bot_id=sug.bot_id, entry_id=sug.entry_id,
+                          questions=[sug.question, *sug.variants, *(q for q, _ in rows)],
+                          conversation_ids=[c for _, c in rows])
 
 
 def _rejected_before(session: Session, sug: Suggestion) -> bool:

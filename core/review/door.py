@@ -36,6 +36,7 @@ from core.errors import NotFound
 from core.generation.safety import redact_pii
 from core.index import PhrasingIndex
 from core.kb import IndexSync
+from core.learning import learned_count
 from core.metrics import THIN_DATA_CONVERSATIONS, Bucket, activated_at, compute_metrics
 from core.models import (
     AuditEvent,
@@ -796,12 +797,13 @@ class Review:
         return self.cycle.run(bot_id=bot.id, as_of=as_of, full=full, reembed=reembed)
 
     def index_health(self, bot: BotRef) -> dict[str, Any]:
-        """Drift between SQL (the truth) and the vector index, and entry changes not yet
-        relayed to it."""
+        """Drift between SQL (the truth) and the vector index, entry changes not yet relayed
+        to it, and how many of the phrasings come from the agents (core.learning)."""
         report = self.index_sync.reconcile(bot_id=bot.id)
         with Session(self.engine) as session:
             report["pending_outbox"] = int(session.exec(
                 select(func.count()).select_from(IndexOutbox).where(
                     IndexOutbox.bot_id == bot.id, col(IndexOutbox.processed_at).is_(None))
             ).one())
+            report["learned_phrasings"] = learned_count(session, bot_id=bot.id)
         return report
