@@ -422,6 +422,9 @@ def replay(
     min_purity: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="The reviewer rejects a suggestion whose gap's largest label is "
         "under this share of its questions (0: reads only the suggestion's phrasings)")] = 0.6,
+    cycles_per_week: Annotated[int, typer.Option(
+        min=1, max=168, help="Cycles a week, each followed by the admin's review of their "
+        "share of the week's decisions (7: daily, as a deployed bot's digest; 1 before)")] = 7,
     chart: Annotated[Path, typer.Option(help="PNG of resolution by week")] = Path(
         "replay.png"),
     data_dir: Annotated[Path | None, typer.Option(
@@ -446,7 +449,7 @@ def replay(
                               decisions_per_week=decisions, weeks=weeks, seed=seed,
                               autonomy=autonomy, seed_phrasings=seed_phrasings,
                               off_topic=off_topic, agent_style=agent_style,
-                              min_purity=min_purity)
+                              min_purity=min_purity, cycles_per_week=cycles_per_week)
         result = Replay(svc, data=labelled, config=config).run()
         svc.close()
     typer.echo(result.table())
