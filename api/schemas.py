@@ -278,8 +278,11 @@ class IndexStatus(BaseModel):
     in_sync: bool
     pending_outbox: int
     learned_phrasings: int = Field(default=0, description=(
-        "phrasings learned from the agents' replies (setting learn_from_agents), included in "
-        "`expected`"))
+        "questions the agents answered with an entry's answer, recognised as that entry's "
+        "(setting learn_from_agents); included in `expected`"))
+    nobody_phrasings: int = Field(default=0, description=(
+        "questions the agents answered with something no entry says: near them the bot hands "
+        "over (setting learn_from_agents); included in `expected`"))
 
 
 class SuggestionPatch(Strict):

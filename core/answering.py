@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from core.embeddings import Embedder
 from core.index import Hit, PhrasingIndex
+from core.learning import NOBODY
 from core.models import KBEntry
 
 # Neighbours that vote, and how sharply closeness counts: the measured note on BANKING77
@@ -40,7 +41,8 @@ class AnswerResult:
 
 
 def vote(hits: list[Hit]) -> list[Match]:
-    """Entries ranked by their share of a softmax vote over the neighbours, null included."""
+    """Entries ranked by their share of a softmax vote over the neighbours, null included
+    (the fixed "nobody" level, and the questions the bot learned are nobody's)."""
     if not hits:
         return []
     weights: dict[str, float] = defaultdict(float)
@@ -51,7 +53,9 @@ def vote(hits: list[Hit]) -> list[Match]:
         weights[h.entry_id] += math.exp(TEMPERATURE * (h.similarity - top))
         if h.entry_id not in best or h.similarity > best[h.entry_id].similarity:
             best[h.entry_id] = h
-    null = math.exp(TEMPERATURE * (NULL_SIMILARITY - top))
+    # Questions the agents answered with something no entry says (core.learning) vote with
+    # the "nobody here" competitor: near them, handing over wins.
+    null = math.exp(TEMPERATURE * (NULL_SIMILARITY - top)) + weights.pop(NOBODY, 0.0)
     total = sum(weights.values()) + null
     ranked = sorted(weights, key=lambda e: weights[e], reverse=True)
     return [Match(e, best[e].similarity, weights[e] / total) for e in ranked]

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
@@ -14,7 +15,7 @@ from core.db import session_scope
 from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
 from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
-from core.learning import learned_texts
+from core.learning import NOBODY, learned_texts, nobody_texts
 from core.models import IndexOutbox, KBEntry, KBEntryVersion, utcnow
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,19 @@ class IndexSync:
             start += len(phrasings)
         return start
 
+    def sync_nobody(self, bot_id: str) -> int:
+        """Push the bot's questions that are nobody's (core.learning) to the index, where they
+        vote for handing over. Returns how many phrasings were written."""
+        with Session(self.engine) as session:
+            texts = nobody_texts(session, bot_id=bot_id)
+        phrasings = entry_phrasings(bot_id=bot_id, entry_id=NOBODY, question="",
+                                    variants=texts, active=True)
+        vectors = self.embedder.embed([p.text for p in phrasings]) if phrasings \
+            else np.zeros((0, 0), dtype=np.float32)
+        self.index.sync_entry(bot_id=bot_id, entry_id=NOBODY, phrasings=phrasings,
+                              vectors=vectors)
+        return len(phrasings)
+
     def relay(self, *, limit: int = 500, bot_id: str | None = None) -> RelayResult:
         """Push pending outbox rows to the index. `bot_id`: only that bot's rows (a decision
         relays its own change inside the request; other bots' rows are left to the
@@ -198,10 +212,13 @@ class IndexSync:
             synced: list[int] = []
             failed: tuple[int, str] | None = None
             try:
-                gone = {r.entry_id: r.bot_id for r in rows if r.entry_id not in entries}
+                gone = {r.entry_id: r.bot_id for r in rows
+                        if r.entry_id not in entries and r.entry_id != NOBODY}
                 for entry_id, bot_id in gone.items():
                     self.index.remove_entry(bot_id=bot_id, entry_id=entry_id)
                 self.sync_entries(list(entries.values()))
+                for nobody_of in {r.bot_id for r in rows if r.entry_id == NOBODY}:
+                    self.sync_nobody(nobody_of)
                 synced = [r.id or 0 for r in rows]
             except IndexUnavailable as exc:
                 # The index is down: keep every row for the next attempt.
@@ -238,6 +255,7 @@ class IndexSync:
             written = 0
             for start in range(0, len(entries), 500):
                 written += self.sync_entries(entries[start:start + 500])
+            written += self.sync_nobody(bot_id)
             with session_scope(self.engine) as session:
                 for row in session.exec(
                     select(IndexOutbox).where(IndexOutbox.bot_id == bot_id,
@@ -252,7 +270,10 @@ class IndexSync:
         with session_scope(self.engine) as session:
             entries = list_entries(session, bot_id=bot_id)
             learned = learned_texts(session, [e.id for e in entries])
-        expected: dict[str, tuple[str, bool]] = {}
+            nobody = nobody_texts(session, bot_id=bot_id)
+        expected: dict[str, tuple[str, bool]] = {
+            p.id: (NOBODY, True) for p in entry_phrasings(
+                bot_id=bot_id, entry_id=NOBODY, question="", variants=nobody, active=True)}
         for entry in entries:
             for p in entry_phrasings(bot_id=bot_id, entry_id=entry.id, question=entry.question,
                                      variants=[*entry.variants, *learned.get(entry.id, [])],

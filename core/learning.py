@@ -18,6 +18,13 @@ a card) leaves most of it unused, so the cycle learns them at once:
   are not KB triggers, never change what an answer says, and the cycle still proposes them
   as add-variants suggestions; a reviewer who rejects such a suggestion blocks its questions
   for that entry for good;
+- a question the agents answered with something *no* entry says (a decline, an answer the
+  KB lacks) is learned as **nobody's**: in the matcher's vote it counts for "hand over",
+  so a question like it is not answered with the nearest entry by default. This is the
+  bot's own measure of what lies outside its KB, learned from its own traffic instead of a
+  fixed "nobody" similarity alone. Once an entry says what the agents said (a new answer was
+  approved), those questions become that entry's; once a reviewer publishes a gap's
+  suggestion, its questions stop being nobody's;
 - `learn_from_agents: false` in a bot's settings turns it off (reviewed phrasings only).
 """
 
@@ -28,11 +35,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
-from core.models import IndexOutbox, LearnedPhrasing, utcnow
+from core.index import Hit
+from core.models import GapEvidence, IndexOutbox, LearnedPhrasing, Suggestion, utcnow
+from core.pipeline.proposals import SAME_ANSWER
 from core.pipeline.wording import clean_question, has_identifier, is_chitchat
+from core.status import SuggestionStatus
+
+# The index's entry id for questions that are nobody's (vote for handing over).
+NOBODY = "~nobody"
 
 # Cosine between a reply's distinctive part and an answer's at which the agent restated that
 # answer (a pasted macro scores ~1.0, a personalised copy ~0.9; two answers on neighbouring
@@ -44,6 +57,8 @@ MARGIN = 0.05
 # The newest phrasings an entry keeps: enough to cover how customers ask, bounded so a very
 # popular entry does not crowd the index.
 MAX_PER_ENTRY = 200
+# The newest questions kept as nobody's, per bot.
+MAX_NOBODY = 1000
 # Questions shorter than this many characters once cleaned carry no topic ("card?").
 MIN_CHARS = 8
 
@@ -73,12 +88,16 @@ def learnable(question: str) -> str | None:
     return cleaned
 
 
+def _similarities(reply: np.ndarray, answers: np.ndarray | None) -> np.ndarray:
+    return answers @ reply if answers is not None and len(answers) else np.zeros(0)
+
+
 def restated(reply: np.ndarray, entry_ids: Sequence[str], answers: np.ndarray | None
              ) -> str | None:
     """The entry whose answer `reply` restates, if exactly one does."""
-    if answers is None or not len(entry_ids):
+    sims = _similarities(reply, answers)
+    if not len(sims):
         return None
-    sims = answers @ reply
     order = np.argsort(-sims)
     best = float(sims[order[0]])
     runner_up = float(sims[order[1]]) if len(order) > 1 else -1.0
@@ -87,48 +106,117 @@ def restated(reply: np.ndarray, entry_ids: Sequence[str], answers: np.ndarray | 
     return entry_ids[int(order[0])]
 
 
+def says_none(reply: np.ndarray, answers: np.ndarray | None) -> bool:
+    """True when `reply` is unlike every entry's answer (the level at which the cycle takes
+    an agents' reply to say an entry's answer at all, core.pipeline.proposals)."""
+    sims = _similarities(reply, answers)
+    return not len(sims) or float(sims.max()) < SAME_ANSWER
+
+
 def learn(session: Session, *, bot_id: str, taught: Iterable[Taught], entry_ids: Sequence[str],
           answers: np.ndarray | None) -> tuple[set[str], int]:
-    """Record what the agents taught; returns the entries whose phrasings changed (an outbox
+    """Record what the agents taught and bring what was learned before up to date with the
+    entries; returns the index entries whose phrasings changed (NOBODY among them; an outbox
     row is written for each, in this transaction, so the index follows) and how many
     phrasings were learned."""
-    found: dict[tuple[str, str], tuple[str, str]] = {}
+    changed = _reconsider(session, bot_id=bot_id, entry_ids=entry_ids, answers=answers)
+    found: dict[tuple[str | None, str], Taught] = {}
+    texts: dict[str, str] = {}
     for t in taught:
-        entry_id = restated(t.reply, entry_ids, answers)
-        text = learnable(t.question) if entry_id else None
-        if entry_id is None or text is None:
+        text = learnable(t.question)
+        if text is None:
             continue
-        found.setdefault((entry_id, text_key(text)), (text, t.conversation_id))
-    if not found:
-        return set(), 0
-    entries = {e for e, _ in found}
-    known = set(session.exec(select(LearnedPhrasing.entry_id, LearnedPhrasing.text_key).where(
-        col(LearnedPhrasing.entry_id).in_(entries))).all())
+        entry_id = restated(t.reply, entry_ids, answers)
+        if entry_id is None and not says_none(t.reply, answers):
+            continue  # like an entry's answer, but not a copy: it says neither
+        key = text_key(text)
+        texts[key] = text
+        found.setdefault((entry_id, key), t)
+    rows = list(session.exec(select(LearnedPhrasing).where(
+        LearnedPhrasing.bot_id == bot_id,
+        col(LearnedPhrasing.text_key).in_(list(texts)))) if texts else [])
+    known = {(r.entry_id, r.text_key) for r in rows}
+    owned = {r.text_key for r in rows if r.entry_id is not None and r.blocked_at is None}
+    nobody = {r.text_key: r for r in rows if r.entry_id is None}
+    owned |= {key for entry_id, key in found if entry_id is not None}
     now = utcnow()
-    changed: set[str] = set()
     added = 0
-    for (entry_id, key), (text, conversation_id) in found.items():
+    for (entry_id, key), t in found.items():
         if (entry_id, key) in known:
             continue  # learned before, or blocked by a reviewer
-        session.add(LearnedPhrasing(bot_id=bot_id, entry_id=entry_id, text=text, text_key=key,
-                                    conversation_id=conversation_id, learned_at=now))
-        changed.add(entry_id)
+        if entry_id is None:
+            if key in owned:
+                continue  # an entry's question, as the agents said elsewhere
+            row = LearnedPhrasing(bot_id=bot_id, entry_id=None, text=texts[key],
+                                  text_key=key, conversation_id=t.conversation_id,
+                                  reply_embedding=np.asarray(t.reply, np.float32).tobytes(),
+                                  learned_at=now)
+            changed.add(NOBODY)
+        else:
+            if key in nobody:
+                # The newer, sharper word: an agent gave this question an entry's answer.
+                session.delete(nobody.pop(key))
+                changed.add(NOBODY)
+            row = LearnedPhrasing(bot_id=bot_id, entry_id=entry_id, text=texts[key],
+                                  text_key=key, conversation_id=t.conversation_id,
+                                  learned_at=now)
+            changed.add(entry_id)
+        session.add(row)
+        known.add((entry_id, key))
         added += 1
     session.flush()
     for entry_id in changed:
-        _keep_newest(session, entry_id)
+        _keep_newest(session, bot_id=bot_id, entry_id=None if entry_id == NOBODY else entry_id)
         session.add(IndexOutbox(bot_id=bot_id, entry_id=entry_id))
     return changed, added
 
 
-def _keep_newest(session: Session, entry_id: str) -> None:
-    live = [LearnedPhrasing.entry_id == entry_id, col(LearnedPhrasing.blocked_at).is_(None)]
+def _reconsider(session: Session, *, bot_id: str, entry_ids: Sequence[str],
+                answers: np.ndarray | None) -> set[str]:
+    """Nobody's questions whose agents' reply an entry now restates become its; those it now
+    resembles, or whose gap a reviewer published, are nobody's no more."""
+    rows = list(session.exec(select(LearnedPhrasing).where(
+        LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None),
+        col(LearnedPhrasing.blocked_at).is_(None))))
+    if not rows:
+        return set()
+    published = set(session.exec(select(GapEvidence.conversation_id).where(
+        col(GapEvidence.conversation_id).in_(
+            [r.conversation_id for r in rows if r.conversation_id]),
+        col(GapEvidence.gap_id).in_(select(Suggestion.gap_id).where(
+            Suggestion.bot_id == bot_id, col(Suggestion.status).in_(
+                (SuggestionStatus.approved, SuggestionStatus.auto_published)))))).all())
+    owned = set(session.exec(select(LearnedPhrasing.entry_id, LearnedPhrasing.text_key).where(
+        LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_not(None))).all())
+    changed: set[str] = set()
+    for row in rows:
+        reply = np.frombuffer(row.reply_embedding, dtype=np.float32) \
+            if row.reply_embedding else None
+        entry_id = restated(reply, entry_ids, answers) if reply is not None else None
+        if entry_id is not None and (entry_id, row.text_key) not in owned:
+            row.entry_id = entry_id
+            row.reply_embedding = None
+            session.add(row)
+            owned.add((entry_id, row.text_key))
+            changed |= {NOBODY, entry_id}
+        elif entry_id is not None or row.conversation_id in published or (
+                reply is not None and not says_none(reply, answers)):
+            session.delete(row)
+            changed.add(NOBODY)
+    return changed
+
+
+def _keep_newest(session: Session, *, bot_id: str, entry_id: str | None) -> None:
+    cap = MAX_PER_ENTRY if entry_id is not None else MAX_NOBODY
+    live = [LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.blocked_at).is_(None),
+            col(LearnedPhrasing.entry_id) == entry_id if entry_id is not None
+            else col(LearnedPhrasing.entry_id).is_(None)]
     count = session.exec(select(func.count()).select_from(LearnedPhrasing).where(*live)).one()
-    if count <= MAX_PER_ENTRY:
+    if count <= cap:
         return
     oldest = list(session.exec(select(LearnedPhrasing.id).where(*live)
                                .order_by(col(LearnedPhrasing.learned_at), col(LearnedPhrasing.id))
-                               .limit(count - MAX_PER_ENTRY)))
+                               .limit(count - cap)))
     session.execute(delete(LearnedPhrasing).where(col(LearnedPhrasing.id).in_(oldest)))
 
 
@@ -146,9 +234,51 @@ def learned_texts(session: Session, entry_ids: Iterable[str]) -> dict[str, list[
     return out
 
 
-def learned_count(session: Session, *, bot_id: str) -> int:
+def nobody_texts(session: Session, *, bot_id: str) -> list[str]:
+    """The bot's questions that are nobody's, oldest first."""
+    return list(session.exec(select(LearnedPhrasing.text).where(
+        LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None),
+        col(LearnedPhrasing.blocked_at).is_(None))
+        .order_by(col(LearnedPhrasing.learned_at), col(LearnedPhrasing.id))))
+
+
+def learned_count(session: Session, *, bot_id: str, nobody: bool = False) -> int:
+    """How many phrasings the bot learned for its entries (or, with `nobody`, as nobody's)."""
+    owner = col(LearnedPhrasing.entry_id).is_(None) if nobody \
+        else col(LearnedPhrasing.entry_id).is_not(None)
     return int(session.exec(select(func.count()).select_from(LearnedPhrasing).where(
-        LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.blocked_at).is_(None))).one())
+        LearnedPhrasing.bot_id == bot_id, owner,
+        col(LearnedPhrasing.blocked_at).is_(None))).one())
+
+
+def release_keys(questions: Iterable[str]) -> set[str]:
+    """The text keys approving a suggestion for these questions releases from nobody."""
+    qs = list(questions)
+    return {text_key(q) for q in qs} | {
+        text_key(t) for q in qs if (t := learnable(q)) is not None}
+
+
+def without_released(hits: list[Hit], keys: set[str]) -> list[Hit]:
+    """`hits` as they will be once these keys are released: for a sandbox or a replay of
+    what approving a suggestion does."""
+    return [h for h in hits
+            if not (h.entry_id == NOBODY and h.phrasing_id.rsplit(":", 1)[-1] in keys)]
+
+
+def release(session: Session, *, bot_id: str, questions: Iterable[str],
+            conversation_ids: Iterable[str]) -> int:
+    """A reviewer gave these questions a home (approved a suggestion for them): they are
+    nobody's no more. Returns how many were released; the index follows through the
+    outbox."""
+    keys = release_keys(questions)
+    conversations = [c for c in conversation_ids if c]
+    mine = [LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None)]
+    gone = session.execute(delete(LearnedPhrasing).where(*mine, or_(
+        col(LearnedPhrasing.text_key).in_(keys),
+        col(LearnedPhrasing.conversation_id).in_(conversations)))).rowcount
+    if gone:
+        session.add(IndexOutbox(bot_id=bot_id, entry_id=NOBODY))
+    return int(gone or 0)
 
 
 def block(session: Session, *, bot_id: str, entry_id: str, questions: Iterable[str],

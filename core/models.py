@@ -121,19 +121,24 @@ class IndexOutbox(SQLModel, table=True):
 
 
 class LearnedPhrasing(SQLModel, table=True):
-    """A customer's question a human agent answered with an entry's answer: the bot learns to
-    recognise it as that entry's (core.learning). It serves recognition only — it is not a
-    KB trigger, and a reviewer who rejects it for that entry blocks it for good."""
+    """A customer's question a human agent answered (core.learning): with an entry's answer,
+    the bot learns to recognise it as that entry's; with something no entry says (`entry_id`
+    None), it learns that such questions are nobody's. It serves recognition only — it is not
+    a KB trigger, and a reviewer who rejects it for an entry blocks it for good."""
 
-    __table_args__ = (UniqueConstraint("entry_id", "text_key"),)
+    __table_args__ = (UniqueConstraint("bot_id", "entry_id", "text_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     bot_id: str = Field(foreign_key="bot.id", index=True, max_length=32)
-    entry_id: str = Field(foreign_key="kbentry.id", index=True, max_length=32)
+    entry_id: str | None = Field(default=None, foreign_key="kbentry.id", index=True,
+                                 max_length=32)
     text: str
     # The phrasing's index id digest: one row per way of asking, whatever its case or spaces.
     text_key: str = Field(max_length=40)
     conversation_id: str | None = Field(default=None, max_length=32)
+    # The agent's reply (its distinctive part), kept for "nobody" rows: once an entry says
+    # what it says, the question becomes that entry's.
+    reply_embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     learned_at: datetime = Field(default_factory=utcnow)
     # Set when a reviewer rejected these questions for this entry: never served nor relearned.
     blocked_at: datetime | None = None

@@ -12,7 +12,8 @@ from core.answering import NEIGHBOURS, AnswerResult, answer_question, pick_answe
 from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
 from core.index import Hit, PhrasingIndex
-from core.models import Suggestion
+from core.learning import release_keys, without_released
+from core.models import GapEvidence, Suggestion
 from core.status import OPEN_SUGGESTION_STATUSES
 
 OVERLAYABLE = OPEN_SUGGESTION_STATUSES
@@ -70,7 +71,10 @@ def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, 
         for j, _ in enumerate(_phrasings(s)):
             extra.append(Hit(f"sandbox:{s.id}:{j}", target, float(q @ phrasing_vectors[row])))
             row += 1
-    hits = sorted([h for h in index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS)
+    # Approving releases the suggestions' questions from "nobody" (core.learning).
+    released = release_keys(_questions(engine, overlaid))
+    hits = sorted([h for h in without_released(
+                       index.query(bot_id=bot_id, vector=q, k=NEIGHBOURS), released)
                    if h.entry_id not in switched_off] + extra,
                   key=lambda h: h.similarity, reverse=True)[:NEIGHBOURS]
     got = pick_answer(engine=engine, bot_id=bot_id, matches=vote(hits), threshold=threshold,
@@ -80,6 +84,15 @@ def sandbox_answer(*, engine: Engine, index: PhrasingIndex, embedder: Embedder, 
     via = answers[got.entry_id][1] if got.entry_id in answers else _via(overlaid, got.entry_id)
     entry_id = None if got.entry_id.startswith("suggestion:") else got.entry_id
     return SandboxAnswer(got.answer, entry_id, via, got.confidence, False, live)
+
+
+def _questions(engine: Engine, overlaid: list[Suggestion]) -> list[str]:
+    """The questions of the suggestions and of their gaps' evidence."""
+    gaps = [s.gap_id for s in overlaid if s.gap_id]
+    with Session(engine) as session:
+        asked = list(session.exec(select(GapEvidence.question).where(
+            col(GapEvidence.gap_id).in_(gaps)))) if gaps else []
+    return [*(t for s in overlaid for t in (s.question, *s.variants)), *asked]
 
 
 def _phrasings(s: Suggestion) -> list[str]:

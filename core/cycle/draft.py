@@ -17,6 +17,7 @@ from core.cycle.result import CycleResult
 from core.embeddings import Embedder
 from core.generation import Draft
 from core.index import IndexUnavailable, PhrasingIndex
+from core.learning import release_keys, without_released
 from core.models import KBEntry, Suggestion
 from core.pipeline.checks import REPLAY_QUESTIONS, contradicted_by, duplicate_of, evidence_replay
 from core.pipeline.proposals import LOW_CONFIDENCE, NO_EVIDENCE_CONFIDENCE, PLACEHOLDER_ANSWERS
@@ -127,9 +128,13 @@ def _check(index: PhrasingIndex, plan: SuggestionPlan, vector: np.ndarray, *,
                 for c in clashes) + ".")
     try:
         asked = proposal.asked_vectors[:REPLAY_QUESTIONS]
+        released = release_keys([*proposal.asked, *proposal.variants])
         figures = evidence_replay(
             question_vectors=asked,
-            hits=index.query_many(bot_id=plan.bot_id, vectors=asked, k=NEIGHBOURS),
+            # Approving releases the gap's questions from "nobody" (core.learning): the
+            # replay is of the index as it will be then.
+            hits=[without_released(hs, released) for hs in index.query_many(
+                bot_id=plan.bot_id, vectors=asked, k=NEIGHBOURS)],
             phrasing_vectors=proposal.new_phrasing_vectors
             if proposal.new_phrasing_vectors is not None else asked[:0],
             target=fields["entry_id"], threshold=threshold)

@@ -383,6 +383,8 @@ class Policy:
             return DecisionResult(SuggestionStatus.deferred, None, None)
         if sug.kind == SuggestionKind.rollback:
             return self._apply_rollback(session, sug, cmd)
+        # These questions now have a home: they stop voting for "nobody" (core.learning).
+        _release(session, sug)
 
         answer = sug.answer
         variants = list(sug.variants)
@@ -687,11 +689,24 @@ def _closed_by(session: Session, sug: Suggestion) -> tuple[str, datetime | None]
     return sug.decided_by or AUTO_ACTOR, as_utc(sug.decided_at) if sug.decided_at else None
 
 
+def _gap_questions(session: Session, sug: Suggestion) -> list[tuple[str, str]]:
+    """(question, conversation id) of the suggestion's gap's evidence."""
+    return [(q, c) for q, c in session.exec(
+        select(GapEvidence.question, GapEvidence.conversation_id).where(
+            GapEvidence.gap_id == sug.gap_id)).all()] if sug.gap_id else []
+
+
+def _release(session: Session, sug: Suggestion) -> None:
+    rows = _gap_questions(session, sug)
+    learning.release(session, bot_id=sug.bot_id,
+                     questions=[sug.question, *sug.variants, *(q for q, _ in rows)],
+                     conversation_ids=[c for _, c in rows])
+
+
 def _unlearn(session: Session, sug: Suggestion) -> int:
     """Block, for the suggestion's entry, what was learned from its gap's questions."""
     assert sug.entry_id is not None
-    rows = session.exec(select(GapEvidence.question, GapEvidence.conversation_id).where(
-        GapEvidence.gap_id == sug.gap_id)).all() if sug.gap_id else []
+    rows = _gap_questions(session, sug)
     return learning.block(session, bot_id=sug.bot_id, entry_id=sug.entry_id,
                           questions=[sug.question, *sug.variants, *(q for q, _ in rows)],
                           conversation_ids=[c for _, c in rows])

@@ -806,4 +806,5 @@ class Review:
                     IndexOutbox.bot_id == bot.id, col(IndexOutbox.processed_at).is_(None))
             ).one())
             report["learned_phrasings"] = learned_count(session, bot_id=bot.id)
+            report["nobody_phrasings"] = learned_count(session, bot_id=bot.id, nobody=True)
         return report

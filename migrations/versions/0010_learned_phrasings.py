@@ -1,4 +1,4 @@
-"""learned phrasings: questions agents answered with an entry's answer, recognised as its
+"""learned phrasings: questions the agents answered, recognised as an entry's or as nobody's
 
 Revision ID: 0010
 Revises: 0009
@@ -27,16 +27,17 @@ def upgrade() -> None:
         'learnedphrasing',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('bot_id', S(length=32), nullable=False),
-        sa.Column('entry_id', S(length=32), nullable=False),
+        sa.Column('entry_id', S(length=32), nullable=True),
         sa.Column('text', S(), nullable=False),
         sa.Column('text_key', S(length=40), nullable=False),
         sa.Column('conversation_id', S(length=32), nullable=True),
+        sa.Column('reply_embedding', sa.LargeBinary(), nullable=True),
         sa.Column('learned_at', T(), nullable=False),
         sa.Column('blocked_at', T(), nullable=True),
         sa.ForeignKeyConstraint(['bot_id'], ['bot.id'], ),
         sa.ForeignKeyConstraint(['entry_id'], ['kbentry.id'], ),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('entry_id', 'text_key'),
+        sa.UniqueConstraint('bot_id', 'entry_id', 'text_key'),
     )
     with op.batch_alter_table('learnedphrasing') as batch:
         batch.create_index(batch.f('ix_learnedphrasing_bot_id'), ['bot_id'], unique=False)

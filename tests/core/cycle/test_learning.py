@@ -3,10 +3,12 @@ as that entry's after the next cycle, without a reviewer; a reviewer's rejection
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
+from core.conversations import ConversationIn, store_conversations
+from core.db import session_scope
 from core.models import LearnedPhrasing, utcnow
 from core.policy.commands import CreateEntry, RejectReason
 from core.services import Services
@@ -43,8 +45,9 @@ def _answer(services: Services, question: str) -> str | None:
 
 
 def _learned(services: Services) -> list[LearnedPhrasing]:
+    """What was learned for entries (not what was learned as nobody's)."""
     with Session(services.engine) as session:
-        return list(session.exec(select(LearnedPhrasing)))
+        return [r for r in session.exec(select(LearnedPhrasing)) if r.entry_id is not None]
 
 
 def test_a_question_an_agent_answered_with_an_entrys_answer_is_then_answered_by_it(
@@ -64,20 +67,30 @@ def test_a_question_an_agent_answered_with_an_entrys_answer_is_then_answered_by_
         == []
 
 
-def test_replies_that_restate_no_single_answer_teach_nothing(services: Services) -> None:
+def test_replies_that_restate_no_answer_never_teach_the_bot_to_answer(
+        services: Services) -> None:
     world, _ = _world(services)
     now = utcnow()
     world.escalate("decline", ["who won the football last night"],
                    ["Sorry, I can only help with questions about your orders."],
                    now - timedelta(hours=2))
-    # Written by the agent in their own words: about the topic, but not the entry's answer.
+    # The agent solved it another way than the entry's answer: the KB does not say this.
     world.escalate("own", [LOCKED_OUT], [
         "Looks like the app blocked you after several attempts; I have unlocked your "
         "profile, so please try signing in again now."], now - timedelta(hours=1))
+    # The refund entry's answer in the agent's own words: like it, but not a copy of it.
+    world.escalate("reworded", ["where is my money for the jacket I sent back"], [
+        "Your money goes back to the card you paid with, usually within five working days "
+        "after the return gets to us."], now - timedelta(hours=1))
     result = world.cycle(now)
 
-    assert result.phrasings_learned == 0 and _learned(services) == []
+    assert _learned(services) == []
     assert _answer(services, LOCKED_OUT) is None
+    # The first two are nobody's now (near them the bot hands over); the reworded answer
+    # says neither, so its question is not learned at all.
+    assert result.phrasings_learned == 2
+    health = services.review.index_health(services.review.bot("shop"))
+    assert health["nobody_phrasings"] == 2 and health["learned_phrasings"] == 0
 
 
 def test_what_is_learned_carries_no_identifier_or_greeting(services: Services) -> None:
@@ -123,3 +136,47 @@ def test_rejecting_the_phrasing_for_that_entry_unlearns_it_for_good(
     world.cycle(now)
     assert _answer(services, LOCKED_OUT) is None
     assert services.index_sync.reconcile(bot_id=world.bot_id)["in_sync"]
+
+
+CANADA = ["how long does delivery to Canada take?", "How long does delivery take to Canada?"]
+NO_CANADA = "Sorry, we only ship within the EU for now; Canada is not on our list yet."
+
+
+def _answered_wrongly(cid: str, question: str, entry_id: str, agent_reply: str,
+                      at: datetime) -> ConversationIn:
+    """The bot answers with an entry, the customer says it does not help, an agent replies."""
+    step = timedelta(seconds=20)
+    return ConversationIn.model_validate({
+        "id": cid, "started_at": at.isoformat(),
+        "messages": [
+            {"role": "customer", "text": question, "at": at.isoformat()},
+            {"role": "bot", "text": DELIVERY_ANSWER, "entry_id": entry_id,
+             "at": (at + step).isoformat()},
+            {"role": "customer", "text": "that doesn't answer my question",
+             "at": (at + 2 * step).isoformat()},
+            {"role": "agent", "text": agent_reply, "at": (at + 10 * step).isoformat()}],
+        "feedback": [{"message_index": 1, "rating": "down"}]})
+
+
+def test_questions_the_agents_answered_with_what_no_entry_says_are_handed_over(
+        services: Services) -> None:
+    world, ids = _world(services)
+    # The nearest entry is a confident wrong answer: delivery times, but not to Canada.
+    assert [_answer(services, q) for q in CANADA] == [ids["delivery"]] * 2
+    now = utcnow()
+    with session_scope(services.engine) as session:
+        store_conversations(session, bot_id=world.bot_id, conversations=[
+            _answered_wrongly(f"ca-{i}", q, ids["delivery"], NO_CANADA,
+                              now - timedelta(hours=2)) for i, q in enumerate(CANADA)])
+    world.cycle(now - timedelta(hours=1))
+
+    assert [_answer(services, q) for q in CANADA] == [None, None]
+    assert _answer(services, DELIVERY) == ids["delivery"]  # its own customers still answered
+    health = services.review.index_health(services.review.bot("shop"))
+    assert health["nobody_phrasings"] == 2 and health["in_sync"]
+
+    # A reviewer gives those questions an answer: it is served at once, not handed over.
+    [sug] = [s for s in world.open_suggestions() if s.kind == SuggestionKind.new_answer]
+    canada = world.approve(sug)
+    assert [_answer(services, q) for q in CANADA] == [canada, canada]
+    assert services.review.index_health(services.review.bot("shop"))["nobody_phrasings"] == 0
