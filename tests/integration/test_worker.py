@@ -64,7 +64,7 @@ async def test_arq_worker_runs_the_cycle_enqueued_on_redis(services: Services) -
 async def test_embedded_default_runs_the_same_jobs_in_process(services: Services) -> None:
     _seed(services)
     jobs = InProcessJobs(services)
-    jobs.interval = 0.05  # the real schedule is minutes; the loop is the same
+    jobs.schedule_every = 0.05  # the real tick is a minute; the loop is the same
     jobs.start()
     try:
         for _ in range(200):
