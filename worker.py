@@ -238,37 +238,47 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         svc.close()
 
 
+# A job's timeout is also how long arq keeps a killed worker's job locked before another
+# worker may run it again: short jobs get short ones, so they recover quickly.
+SHORT_JOB_SECONDS = 120
+
+
 def _imap_cron(every: int) -> Any:
     from arq import cron
 
     if every < 60:
-        return cron(imap_poll, second=set(range(0, 60, every)), unique=True)
+        return cron(imap_poll, second=set(range(0, 60, every)), unique=True,
+                    timeout=SHORT_JOB_SECONDS)
     return cron(imap_poll, minute=set(range(0, 60, max(1, every // 60))), second={20},
-                unique=True)
+                unique=True, timeout=SHORT_JOB_SECONDS)
 
 
 def _worker_settings() -> type:
-    from arq import cron
+    from arq import cron, func
     from arq.connections import RedisSettings
 
     settings = load_settings()
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: the arq worker needs Redis "
                          "(without it, `autotrain serve` runs jobs in-process)")
+    short = SHORT_JOB_SECONDS
 
     class WorkerSettings:
-        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots, slack_round,
-                               email_round, imap_poll, reconcile_index]
+        functions: ClassVar = [run_cycle, func(relay_outbox, timeout=short),
+                               func(cycle_all_bots, timeout=short),
+                               func(slack_round, timeout=short), email_round,
+                               func(imap_poll, timeout=short), reconcile_index]
         cron_jobs: ClassVar = [
-            cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True),
-            cron(email_round, second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True),
+            cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True,
+                 timeout=short),
+            cron(email_round, second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True,
+                 timeout=10 * short),
             _imap_cron(settings.imap_poll_seconds),
-            # Every minute: slots open on the cadence's grid; the sweep in between re-queues
-            # a slot Redis lost within a minute.
-            cron(cycle_all_bots, second={50}, unique=True),
-            cron(relay_outbox, second={0, 15, 30, 45}, unique=True),
-            cron(reconcile_index, minute={30}, second={40},
-                 unique=True),
+            # Every minute: slots open on the cadence's grid, and the sweep re-queues a slot
+            # Redis lost (or whose worker died) within a minute of the loss being visible.
+            cron(cycle_all_bots, second={50}, unique=True, timeout=short),
+            cron(relay_outbox, second={0, 15, 30, 45}, unique=True, timeout=short),
+            cron(reconcile_index, minute={30}, second={40}, unique=True),
         ]
         on_startup = startup
         on_shutdown = shutdown
