@@ -271,7 +271,7 @@ class CycleSlot(SQLModel, table=True):
     __table_args__ = (Index("ix_cycleslot_state", "state", "bot_id"),)
 
     bot_id: str = Field(foreign_key="bot.id", primary_key=True, max_length=32)
-    slot: str = Field(primary_key=True, max_length=32)
+    slot: str = Field(primary_key=True, max_length=32, index=True)
     # due → running → done | failed (a permanent error) | skipped (a newer slot of the bot
     # covers it: a cycle reads everything not yet analysed, so running both is wasted work)
     state: str = Field(default="due", max_length=16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -15,6 +15,10 @@ from core.models import Bot, CycleSlot, as_utc, utcnow
 # A slot claimed this long ago and still running belongs to a worker that died (arq's job
 # timeout is an hour); the sweep queues it again.
 STALE_SLOT = timedelta(minutes=70)
+# Finished slots are deleted after this (the cycle's own run records keep its history).
+KEEP_FINISHED = timedelta(days=30)
+# Rows per statement: well under SQLite's and PostgreSQL's limits on bound parameters.
+BATCH = 500
 
 
 class SlotState:
@@ -52,22 +56,34 @@ def open_and_sweep(engine: Engine, *, now: datetime | None = None,
     safe: the queue drops a job id it holds, and a slot is claimed once (`claim`)."""
     now = as_utc(now) if now else utcnow()
     current = slot_of(now, minutes=minutes)
-    with session_scope(engine) as session:
+    with Session(engine) as session:
         bot_ids = list(session.exec(select(Bot.id).order_by(col(Bot.created_at))))
-        if bot_ids:
-            rows = [{"bot_id": b, "slot": current, "state": SlotState.due, "created_at": now,
-                     "attempts": 0} for b in bot_ids]
+        opened = set(session.exec(select(CycleSlot.bot_id).where(
+            col(CycleSlot.slot) == current)))
+    # Most ticks find every slot recorded and write nothing (SQLite has one writer at a time).
+    missing = [b for b in bot_ids if b not in opened]
+    if missing:
+        with session_scope(engine) as session:
             insert = (postgresql.insert if engine.dialect.name == "postgresql"
                       else sqlite.insert)(CycleSlot)
-            session.execute(insert.values(rows).on_conflict_do_nothing(
-                index_elements=["bot_id", "slot"]))
-        # A cycle reads every conversation not analysed yet, so the newest slot does the
-        # work of any older one left due: running those as well would only repeat it.
-        session.execute(update(CycleSlot).where(
-            col(CycleSlot.state) == SlotState.due, col(CycleSlot.slot) < current,
-            col(CycleSlot.bot_id).in_(select(CycleSlot.bot_id).where(
-                col(CycleSlot.slot) == current))).values(state=SlotState.skipped,
-                                                         finished_at=now))
+            for start in range(0, len(missing), BATCH):
+                chunk = missing[start:start + BATCH]
+                # Another process may record the same slots meanwhile: theirs stand.
+                session.execute(insert.values([
+                    {"bot_id": b, "slot": current, "state": SlotState.due, "created_at": now,
+                     "attempts": 0} for b in chunk]).on_conflict_do_nothing(
+                    index_elements=["bot_id", "slot"]))
+                # A cycle reads every conversation not analysed yet, so the newest slot does
+                # the work of any older one left due: running those too would repeat it.
+                session.execute(update(CycleSlot).where(
+                    col(CycleSlot.state) == SlotState.due, col(CycleSlot.slot) < current,
+                    col(CycleSlot.bot_id).in_(chunk)).values(state=SlotState.skipped,
+                                                             finished_at=now))
+            # Once a period: the record of finished slots is kept for KEEP_FINISHED.
+            session.execute(delete(CycleSlot).where(
+                col(CycleSlot.state).in_([SlotState.done, SlotState.failed,
+                                          SlotState.skipped]),
+                col(CycleSlot.finished_at) < now - KEEP_FINISHED))
     with Session(engine) as session:
         found = session.exec(select(CycleSlot.bot_id, CycleSlot.slot).where(or_(
             col(CycleSlot.state) == SlotState.due,
@@ -93,24 +109,25 @@ def claim(engine: Engine, *, bot_id: str, slot: str, now: datetime | None = None
         return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
-def finish(engine: Engine, *, bot_id: str, slot: str, error: str | None = None) -> None:
+def finish(engine: Engine, *, bot_id: str, slot: str, error: str | None = None,
+           now: datetime | None = None) -> None:
     """Mark a claimed slot done, or failed for good (`error`: what went wrong, no customer
     text); it is not queued again either way."""
     _set(engine, bot_id=bot_id, slot=slot, error=error,
-         state=SlotState.failed if error else SlotState.done, finished=True)
+         state=SlotState.failed if error else SlotState.done, finished=now or utcnow())
 
 
 def release(engine: Engine, *, bot_id: str, slot: str, error: str) -> None:
     """Hand a claimed slot back after a transient failure: the retry (or the next sweep)
     claims it again."""
-    _set(engine, bot_id=bot_id, slot=slot, error=error, state=SlotState.due, finished=False)
+    _set(engine, bot_id=bot_id, slot=slot, error=error, state=SlotState.due, finished=None)
 
 
 def _set(engine: Engine, *, bot_id: str, slot: str, state: str, error: str | None,
-         finished: bool) -> None:
+         finished: datetime | None) -> None:
     with session_scope(engine) as session:
         session.execute(update(CycleSlot).where(
             col(CycleSlot.bot_id) == bot_id, col(CycleSlot.slot) == slot,
             col(CycleSlot.state) == SlotState.running,
         ).values(state=state, error=error[:500] if error else None,
-                 finished_at=utcnow() if finished else None))
+                 finished_at=finished))

@@ -40,9 +40,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('bot_id', 'slot'),
     )
     op.create_index('ix_cycleslot_state', 'cycleslot', ['state', 'bot_id'], unique=False)
+    op.create_index(op.f('ix_cycleslot_slot'), 'cycleslot', ['slot'], unique=False)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_index(op.f('ix_cycleslot_slot'), table_name='cycleslot')
     op.drop_index('ix_cycleslot_state', table_name='cycleslot')
     op.drop_table('cycleslot')

@@ -137,3 +137,15 @@ def test_many_workers_claiming_one_slot_at_once_one_wins(engine: Engine) -> None
     for t in threads:
         t.join()
     assert sorted(won) == [False] * 7 + [True]
+
+
+def test_finished_slots_are_kept_for_a_month_then_deleted(engine: Engine) -> None:
+    (a,) = _bots(engine, "alpha")
+    first = slots.open_and_sweep(engine, now=NOON, minutes=60)[0].slot
+    assert slots.claim(engine, bot_id=a, slot=first, now=NOON)
+    slots.finish(engine, bot_id=a, slot=first, now=NOON)
+    slots.open_and_sweep(engine, now=NOON + timedelta(days=29), minutes=60)
+    assert (a, first) in _states(engine)
+    slots.open_and_sweep(engine, now=NOON + timedelta(days=31), minutes=60)
+    assert (a, first) not in _states(engine)
+    assert len(_states(engine)) == 2  # the two later periods' slots
