@@ -7,12 +7,14 @@ take ids, not objects, and are safe to run twice: arq delivers at least once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
 from arq.worker import Retry
+from redis.exceptions import LockError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -114,16 +116,46 @@ async def relay_outbox(ctx: dict[str, Any]) -> dict[str, int]:
     return {"processed": result.processed, "pending": result.pending}
 
 
+@contextlib.asynccontextmanager
+async def _alone(ctx: dict[str, Any], name: str, seconds: int) -> AsyncIterator[bool]:
+    """Whether this caller may run `name` now: one holder across workers (a Redis lock that
+    expires after `seconds`, the job's own timeout, should its worker die) or in this process
+    (the embedded runner). The others skip: the holder does the work."""
+    redis = ctx.get("redis")
+    if redis is None:
+        lock = ctx.setdefault(f"lock:{name}", asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
+        return
+    held = redis.lock(f"autotrain:lock:{name}", timeout=seconds, blocking=False)
+    if not await held.acquire():
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(LockError):
+            await held.release()
+
+
 async def slack_round(ctx: dict[str, Any]) -> dict[str, int]:
     """Post what is due on Slack: cards of new critical suggestions, announcements, and
-    updates of cards decided elsewhere. A no-op when Slack is off."""
+    updates of cards decided elsewhere. A no-op when Slack is off, or while another round
+    runs: a card or an announcement is recorded after Slack took it, so two rounds at once
+    (the schedule's and a cycle's, on two workers) would both post it."""
     from bot.slack_notify import slack_round as push
 
     deps = ctx.get("slack")
     client = deps.client if deps is not None else ctx.get("slack_client")
     if client is None:
         return {}
-    report = await push(_services(ctx).review, client)
+    async with _alone(ctx, "slack_round", SHORT_JOB_SECONDS) as mine:
+        if not mine:
+            return {"skipped": 1}
+        report = await push(_services(ctx).review, client)
     if report.failures:
         log.warning("slack: %d posts failed; retried next round", report.failures)
     return {"cards_posted": len(report.cards_posted), "cards_updated": len(report.cards_updated),

@@ -500,3 +500,48 @@ def _env_of(settings: Settings) -> dict[str, Any]:
     return {"AUTOTRAIN_DATA_DIR": settings.data_dir, "AUTOTRAIN_API_KEY": ADMIN_KEY,
             "DATABASE_URL": settings.database_url, "CHROMA_URL": settings.chroma_url,
             "REDIS_URL": settings.redis_url}
+
+
+# -- 6. two workers' Slack rounds at once -----------------------------------------------------
+
+
+async def test_two_workers_slack_rounds_at_once_post_each_card_and_announcement_once(
+        settings: Settings, embedder: Embedder) -> None:
+    from bot.slack_app import slack_client
+    from core.models import Notification
+    from tests.fake_slack import FakeSlack
+    from worker import slack_round
+
+    with FakeSlack() as fake:
+        slack = load_settings(**{**_env_of(settings), "SLACK_BOT_TOKEN": "xoxb-test",
+                                 "SLACK_SIGNING_SECRET": "fault-secret",
+                                 "SLACK_API_BASE_URL": fake.base_url})
+        first = build_core_services(slack, embedder=embedder)
+        second = build_core_services(slack, embedder=embedder, run_migrations=False)
+        bot = first.review.create_bot(slug="rounds", name="Rounds")
+        # Critical only: no scheduled digest message joins the count.
+        first.review.execute(UpdateSettings(bot_id=bot.id, actor=Actor("setup", Channel.api),
+                                            patch={"slack_channel": "C0ROUNDS1",
+                                                   "notify_frequency": "critical_only"}),
+                             bot=bot)
+        with session_scope(first.engine) as session:
+            session.add(Suggestion(bot_id=bot.id, kind="new_answer", priority="critical",
+                                   score=7.0, confidence=85, question="Do you ship to Canada?",
+                                   answer="Yes, in 5 to 8 business days.", variants=[],
+                                   created_at=datetime.now(UTC)))
+            session.add(Notification(bot_id=bot.id, kind="auto_published",
+                                     text="Published an answer about returns."))
+        pool = await _pool(settings.redis_url or "")
+        try:
+            ctxs = [{"services": s, "slack_client": slack_client(slack), "redis": pool}
+                    for s in (first, second)]
+            # The cron round on one worker and a cycle's round on another, at once.
+            await asyncio.gather(*(slack_round(ctx) for ctx in ctxs))
+            await slack_round(ctxs[1])  # and a later round: nothing new
+        finally:
+            await pool.aclose()
+            first.close()
+            second.close()
+    posts = fake.calls_to("chat.postMessage")
+    assert len(posts) == 2, fake.methods()
+    assert fake.calls_to("chat.delete") == []
