@@ -97,7 +97,9 @@ class InProcessJobs:
             self.ctx["slack"] = slack
         if mail is not None:
             self.ctx["mail"] = mail
-        self.interval = services.settings.cycle_interval_minutes * 60
+        # The cycle schedule ticks often; slots open on the cadence's grid (core.cycle.slots),
+        # so a restarted server neither skips a period nor runs one twice.
+        self.schedule_every: float = worker.SCHEDULE_SECONDS
         self.tasks: list[asyncio.Task[None]] = []
 
     async def _every(self, seconds: float, job: Callable[[dict[str, Any]], Awaitable[Any]],
@@ -106,6 +108,8 @@ class InProcessJobs:
         while True:
             try:
                 await job(self.ctx)
+            except worker.Retry:
+                pass  # transient (logged by the job): the next round is its retry
             except Exception:
                 log.exception("background job %s failed", job.__name__)
             await asyncio.sleep(seconds)
@@ -113,7 +117,10 @@ class InProcessJobs:
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self._every(5, worker.relay_outbox, 1)),
-            asyncio.create_task(self._every(self.interval, worker.cycle_all_bots, self.interval)),
+            asyncio.create_task(self._every(self.schedule_every, worker.cycle_all_bots,
+                                            self.schedule_every)),
+            asyncio.create_task(self._every(worker.RECONCILE_SECONDS, worker.reconcile_index,
+                                            worker.RECONCILE_SECONDS)),
         ]
         if "slack" in self.ctx:
             # Cards for critical suggestions, announcements, and cards decided elsewhere.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +144,17 @@ def change_entry(session: Session, *, entry: KBEntry, changed_by: str, reason: s
 
 # -- index sync -------------------------------------------------------------------------
 
+# Test-only: the fault tests (tests/integration/test_faults.py) set this to a point's name to
+# make a worker die there (SIGKILL, no clean-up), as a crash or an OOM kill would. Unset in
+# any real deployment; nothing else reads it.
+FAULT_ENV = "AUTOTRAIN_TEST_KILL_AT"
+
+
+def _fault_point(name: str) -> None:
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 
 @dataclass
 class RelayResult:
@@ -211,6 +224,8 @@ class IndexSync:
                     select(KBEntry).where(col(KBEntry.id).in_(entry_ids)))} if rows else {}
             synced: list[int] = []
             failed: tuple[int, str] | None = None
+            if rows:
+                _fault_point("before_index_upsert")
             try:
                 gone = {r.entry_id: r.bot_id for r in rows
                         if r.entry_id not in entries and r.entry_id != NOBODY}
@@ -224,6 +239,8 @@ class IndexSync:
                 # The index is down: keep every row for the next attempt.
                 log.warning("index sync of %d entries failed: %s", len(entries), exc)
                 failed = (rows[0].id or 0, str(exc)[:500])
+            if synced:
+                _fault_point("after_index_upsert")
             with session_scope(self.engine) as session:
                 now = utcnow()
                 if synced:
@@ -267,6 +284,28 @@ class IndexSync:
 
     def reconcile(self, *, bot_id: str) -> dict[str, Any]:
         """Compare SQL with the index and report drift (nothing is changed)."""
+        return self._compare(bot_id=bot_id)[0]
+
+    def repair(self, *, bot_id: str) -> dict[str, Any]:
+        """Report drift, then fix it: every drifted entry is queued in the outbox and relayed
+        (upserts by stable id, deletes of ids SQL does not have). Not a rebuild, which would
+        leave the bot without answers while it runs. Raises IndexUnavailable when the index
+        cannot be read; the queued rows are retried by the relay if it fails half-way."""
+        report, drifted = self._compare(bot_id=bot_id)
+        after = report
+        if drifted:
+            with session_scope(self.engine) as session:
+                for entry_id in sorted(drifted):
+                    session.add(IndexOutbox(bot_id=bot_id, entry_id=entry_id))
+            while True:
+                relayed = self.relay(bot_id=bot_id)
+                if relayed.failed or not relayed.processed or not relayed.pending:
+                    break
+            after = self._compare(bot_id=bot_id)[0]
+        return {**report, "entries_repaired": len(drifted), "in_sync_after": after["in_sync"]}
+
+    def _compare(self, *, bot_id: str) -> tuple[dict[str, Any], set[str]]:
+        """The drift report, and the ids of the entries whose vectors drifted."""
         with session_scope(self.engine) as session:
             entries = list_entries(session, bot_id=bot_id)
             learned = learned_texts(session, [e.id for e in entries])
@@ -286,9 +325,11 @@ class IndexSync:
             pid for pid in set(expected) & set(stored)
             if bool(stored[pid]["active"]) != expected[pid][1]
         )
+        drifted = {expected[pid][0] for pid in [*missing, *wrong_state]}
+        drifted |= {str(stored[pid]["entry_id"]) for pid in extra if stored[pid]["entry_id"]}
         return {
             "expected": len(expected), "stored": len(stored), "missing": len(missing),
             "extra": len(extra), "wrong_active": len(wrong_state),
             "in_sync": not (missing or extra or wrong_state),
             "sample_missing": missing[:10], "sample_extra": extra[:10],
-        }
+        }, drifted

@@ -287,6 +287,25 @@ class CycleRun(SQLModel, table=True):
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class CycleSlot(SQLModel, table=True):
+    """One scheduled cycle of one bot (its period's start, "2026-12-02T16:00Z"), recorded
+    before it is queued: a slot Redis lost is found here and queued again, and claiming it
+    (due → running, one conditional UPDATE) lets only one worker run it (core.cycle.slots)."""
+
+    __table_args__ = (Index("ix_cycleslot_state", "state", "bot_id"),)
+
+    bot_id: str = Field(foreign_key="bot.id", primary_key=True, max_length=32)
+    slot: str = Field(primary_key=True, max_length=32, index=True)
+    # due → running → done | failed (a permanent error) | skipped (a newer slot of the bot
+    # covers it: a cycle reads everything not yet analysed, so running both is wasted work)
+    state: str = Field(default="due", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    error: str | None = Field(default=None, max_length=500)
+
+
 class Notification(SQLModel, table=True):
     """Something the reviewers must be told (auto-published, rolled back, a deferred suggestion
     back in the queue, ...), written in the same transaction as the change it announces; each
