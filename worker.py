@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlmodel import Session, col, select
 
+from core.logs import job as logged
 from core.models import Bot
 from core.services import Services, build_core_services
 from core.settings import load_settings
@@ -156,8 +157,8 @@ def _imap_cron(every: int) -> Any:
     from arq import cron
 
     if every < 60:
-        return cron(imap_poll, second=set(range(0, 60, every)), unique=True)
-    return cron(imap_poll, minute=set(range(0, 60, max(1, every // 60))), second={20},
+        return cron(logged(imap_poll), second=set(range(0, 60, every)), unique=True)
+    return cron(logged(imap_poll), minute=set(range(0, 60, max(1, every // 60))), second={20},
                 unique=True)
 
 
@@ -172,15 +173,16 @@ def _worker_settings() -> type:
     minutes = settings.cycle_interval_minutes
 
     class WorkerSettings:
-        functions: ClassVar = [run_cycle, relay_outbox, cycle_all_bots, slack_round,
-                               email_round, imap_poll]
+        # logged(): each job's log lines carry its arq job id and, for a cycle, the bot.
+        functions: ClassVar = [logged(f) for f in (run_cycle, relay_outbox, cycle_all_bots,
+                                                   slack_round, email_round, imap_poll)]
         cron_jobs: ClassVar = [
-            cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True),
-            cron(email_round, second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True),
+            cron(logged(slack_round), second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True),
+            cron(logged(email_round), second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True),
             _imap_cron(settings.imap_poll_seconds),
-            cron(cycle_all_bots, minute=set(range(0, 60, min(minutes, 60))) if minutes < 60
+            cron(logged(cycle_all_bots), minute=set(range(0, 60, min(minutes, 60))) if minutes < 60
                  else {0}, unique=True),
-            cron(relay_outbox, second={0, 15, 30, 45}, unique=True),
+            cron(logged(relay_outbox), second={0, 15, 30, 45}, unique=True),
         ]
         on_startup = startup
         on_shutdown = shutdown
