@@ -238,8 +238,10 @@ def resolve_format(fmt: str | None, stream: TextIO) -> Literal["json", "text"]:
     return "text" if isatty is not None and isatty() else "json"
 
 
-# Loggers that log message contents or addresses (reply keys) at INFO: kept at WARNING.
-_TALKATIVE = ("alembic", "mail.log", "aioimaplib", "aioimaplib.aioimaplib")
+# Kept at WARNING: alembic's chatter on every start; aiosmtpd and aioimaplib log every
+# command, reply addresses (their keys) included; httpx logs every request the Chroma, Slack
+# and OpenAI clients make, several per API call.
+_TALKATIVE = ("alembic", "mail.log", "aioimaplib", "aioimaplib.aioimaplib", "httpx")
 _HANDLER_NAME = "autotrain"
 
 
