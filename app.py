@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,8 +16,10 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 import worker
+from api.correlation import SCOPE_KEY, CorrelationId
 from api.routes import bots, channels, conversations, email, kb, ops, review
 from bot.mail.service import build_mail
+from core import logs
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
@@ -107,7 +108,8 @@ class InProcessJobs:
         await asyncio.sleep(first_delay)
         while True:
             try:
-                await job(self.ctx)
+                with logs.scope(job=job.__name__):
+                    await job(self.ctx)
             except worker.Retry:
                 pass  # transient (logged by the job): the next round is its retry
             except Exception:
@@ -168,6 +170,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
             _mount_slack(app, svc)  # services built just now
         if getattr(app.state, "mail", None) is None:
             app.state.mail = build_mail(svc.settings, svc.review)
+        # uvicorn installs its own log handlers when it starts (after `serve` configured
+        # ours): send its error and access lines through ours, with fields and redaction.
+        logs.adopt("uvicorn", "uvicorn.error", "uvicorn.access")
         run_jobs = background_jobs if background_jobs is not None else not svc.settings.redis_url
         jobs = InProcessJobs(svc, getattr(app.state, "slack", None),
                              app.state.mail) if run_jobs else None
@@ -203,6 +208,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.state.metrics, app.state.answer_latency = ops.metrics_registry(
         lambda: getattr(app.state, "services", None))
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # type: ignore[arg-type]
+    # Added last, so outermost: a 413 from BodyLimit carries a request id too.
+    app.add_middleware(CorrelationId)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -232,10 +239,16 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         return _error(400, str(exc))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        ref = uuid.uuid4().hex[:12]
-        log.error("unexpected error (ref %s)", ref, exc_info=exc)
-        return _error(500, f"internal error; quote reference {ref} when reporting it")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The reference a user quotes is the request's correlation id: it finds this line
+        # and every other line of the same request.
+        bound = request.scope.get(SCOPE_KEY) or {}
+        with logs.scope(**bound) as fields:
+            ref = str(fields["correlation_id"])
+            log.error("unexpected error (ref %s)", ref, exc_info=exc)
+        response = _error(500, f"internal error; quote reference {ref} when reporting it")
+        response.headers["X-Request-ID"] = ref
+        return response
 
     for module in (bots, kb, conversations, review, channels, email, ops):
         app.include_router(module.router)

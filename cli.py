@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -50,14 +49,12 @@ def _services(settings: Settings) -> Services:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Migration chatter on every start hides what matters.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # aiosmtpd and aioimaplib log every command at INFO, reply addresses (and their keys)
-    # included: a key in a log file would let anyone who reads it decide by email.
-    for talkative in ("mail.log", "aioimaplib", "aioimaplib.aioimaplib"):
-        logging.getLogger(talkative).setLevel(logging.WARNING)
+    from core.logs import configure, settings_secrets
+
+    # One handler for every logger (uvicorn's and arq's too): JSON or text, each line with
+    # its bot, job and correlation id, and no secret from these settings in it.
+    configure(level=settings.log_level, fmt=settings.log_format,
+              secrets=settings_secrets(settings))
 
 
 def _bot(svc: Services, slug: str) -> Bot:

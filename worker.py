@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from core.cycle import slots
 from core.errors import CycleRunning
 from core.index import IndexUnavailable
+from core.logs import job as logged
 from core.models import Bot
 from core.services import Services, build_core_services
 from core.settings import load_settings
@@ -279,9 +280,9 @@ def _imap_cron(every: int) -> Any:
     from arq import cron
 
     if every < 60:
-        return cron(imap_poll, second=set(range(0, 60, every)), unique=True,
+        return cron(logged(imap_poll), second=set(range(0, 60, every)), unique=True,
                     timeout=SHORT_JOB_SECONDS)
-    return cron(imap_poll, minute=set(range(0, 60, max(1, every // 60))), second={20},
+    return cron(logged(imap_poll), minute=set(range(0, 60, max(1, every // 60))), second={20},
                 unique=True, timeout=SHORT_JOB_SECONDS)
 
 
@@ -296,21 +297,23 @@ def _worker_settings() -> type:
     short = SHORT_JOB_SECONDS
 
     class WorkerSettings:
-        functions: ClassVar = [run_cycle, func(relay_outbox, timeout=short),
-                               func(cycle_all_bots, timeout=short),
-                               func(slack_round, timeout=short), email_round,
-                               func(imap_poll, timeout=short), reconcile_index]
+        # logged(): each job's log lines carry its arq job id and, for a cycle, the bot.
+        functions: ClassVar = [logged(run_cycle), func(logged(relay_outbox), timeout=short),
+                               func(logged(cycle_all_bots), timeout=short),
+                               func(logged(slack_round), timeout=short), logged(email_round),
+                               func(logged(imap_poll), timeout=short),
+                               logged(reconcile_index)]
         cron_jobs: ClassVar = [
-            cron(slack_round, second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True,
+            cron(logged(slack_round), second=set(range(0, 60, SLACK_ROUND_SECONDS)), unique=True,
                  timeout=short),
-            cron(email_round, second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True,
+            cron(logged(email_round), second=set(range(5, 60, EMAIL_ROUND_SECONDS)), unique=True,
                  timeout=10 * short),
             _imap_cron(settings.imap_poll_seconds),
             # Every minute: slots open on the cadence's grid, and the sweep re-queues a slot
             # Redis lost (or whose worker died) within a minute of the loss being visible.
-            cron(cycle_all_bots, second={50}, unique=True, timeout=short),
-            cron(relay_outbox, second={0, 15, 30, 45}, unique=True, timeout=short),
-            cron(reconcile_index, minute={30}, second={40}, unique=True),
+            cron(logged(cycle_all_bots), second={50}, unique=True, timeout=short),
+            cron(logged(relay_outbox), second={0, 15, 30, 45}, unique=True, timeout=short),
+            cron(logged(reconcile_index), minute={30}, second={40}, unique=True),
         ]
         on_startup = startup
         on_shutdown = shutdown

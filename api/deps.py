@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core import logs
 from core.bots import KeyScope
 from core.errors import NotFound
 from core.policy.commands import Actor, Channel
@@ -102,6 +103,7 @@ def bot_for(slug: str, svc: ServicesDep, who: CallerDep) -> BotRef:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found") from None
     if not who.is_admin and who.bot_id != bot.id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"bot {slug!r} not found")
+    logs.bind(bot=bot.slug)
     return bot
 
 
@@ -113,9 +115,12 @@ def suggestion_bot(suggestion_id: str, svc: ServicesDep, who: CallerDep) -> BotR
     bot otherwise (the review door then answers 404 for another bot's suggestion)."""
     try:
         if who.is_admin:
-            return svc.review.owner_of(suggestion_id)
-        assert who.bot_id is not None
-        return svc.review.bot_by_id(who.bot_id)
+            bot = svc.review.owner_of(suggestion_id)
+        else:
+            assert who.bot_id is not None
+            bot = svc.review.bot_by_id(who.bot_id)
+        logs.bind(bot=bot.slug)
+        return bot
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"suggestion {suggestion_id!r} not found") from None

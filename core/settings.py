@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="AUTOTRAIN_LOG_LEVEL"
     )
+    # auto: text at a terminal, one JSON object a line otherwise (README "Deploy", Logs).
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", validation_alias="AUTOTRAIN_LOG_FORMAT"
+    )
 
     @field_validator("api_key", "openai_api_key", "llm_model", "slack_bot_token",
                      "slack_signing_secret", "smtp_host", "smtp_username", "smtp_password",
