@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from core.answering import AnswerResult, answer_question
+from core.batching import BatchingIndex
 from core.cycle import Cycle
 from core.db import make_engine, migrate
 from core.embeddings import Embedder
@@ -32,9 +33,13 @@ class Services:
     cycle: Cycle
     # The one entry point of every review channel (core.review).
     review: Review
+    # What `answer` queries: the index behind a micro-batching front (core.batching), so
+    # concurrent questions share one query; None: `index` itself.
+    answer_index: PhrasingIndex | None = None
 
     def answer(self, *, bot: BotRef, question: str) -> AnswerResult:
-        return answer_question(engine=self.engine, index=self.index, embedder=self.embedder,
+        return answer_question(engine=self.engine, index=self.answer_index or self.index,
+                               embedder=self.embedder,
                                bot_id=bot.id, question=question,
                                threshold=bot.settings.answer_threshold)
 
@@ -43,9 +48,11 @@ class Services:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    from core.batching import BatchingEmbedder
     from core.embeddings import CachedEmbedder
 
-    return CachedEmbedder(_base_embedder(settings))
+    # Cache hits never queue; misses from concurrent requests share one model run.
+    return CachedEmbedder(BatchingEmbedder(_base_embedder(settings)))
 
 
 def _base_embedder(settings: Settings) -> Embedder:
@@ -120,4 +127,5 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
         cycle=cycle,
         review=Review(engine=engine, policy=policy, cycle=cycle, index_sync=index_sync,
                       index=index, embedder=embedder),
+        answer_index=BatchingIndex(index),
     )
