@@ -44,8 +44,7 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 def caller_for_key(svc: Services, key: str) -> Caller | None:
     """Who a presented key belongs to, or None if it is unknown or revoked."""
-    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    holder = svc.review.key_holder(key, admin_key=admin)
+    holder = svc.key_holder(key)
     return None if holder is None else Caller(*holder)
 
 
