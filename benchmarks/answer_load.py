@@ -110,6 +110,11 @@ class Run:
     errors: int
     non_2xx: int
     repeats: int  # requests beyond the distinct texts given to wrk
+    cpu_s: float  # CPU time the server's processes used during the run
+
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        return 1000 * self.cpu_s / max(1, self.requests)
 
     @property
     def per_s(self) -> float:
@@ -118,7 +123,8 @@ class Run:
     def line(self) -> str:
         return (f"  {self.label:34} {self.connections:>3} conn  {self.per_s:7.1f} answers/s  "
                 f"p50 {self.p50_ms:6.1f} ms  p90 {self.p90_ms:6.1f} ms  "
-                f"p99 {self.p99_ms:6.1f} ms  errors {self.errors}  non-2xx {self.non_2xx}"
+                f"p99 {self.p99_ms:6.1f} ms  errors {self.errors}  non-2xx {self.non_2xx}  "
+                f"app CPU {self.cpu_ms_per_answer:5.1f} ms/answer"
                 + (f"  ({self.repeats} repeated texts)" if self.repeats > 0 else ""))
 
 
@@ -141,7 +147,9 @@ def wrk_run(server: Server, *, slug: str, key: str, label: str, bodies: list[str
            "ANSWER_PATH": f"/api/v1/bots/{slug}/answer", "ANSWER_THREADS": str(threads)}
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
            "--timeout", "10s", "-s", str(script), server.base_url]
+    cpu_before = process_tree_cpu(server.process.pid)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    cpu = process_tree_cpu(server.process.pid) - cpu_before
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} "
@@ -152,7 +160,22 @@ def wrk_run(server: Server, *, slug: str, key: str, label: str, bodies: list[str
                seconds=got["duration_us"] / 1e6, p50_ms=got["p50"] / 1000,
                p90_ms=got["p90"] / 1000, p99_ms=got["p99"] / 1000, max_ms=got["max"] / 1000,
                errors=errors, non_2xx=got["status"],
-               repeats=max(0, got["sent"] - got["bodies"]))
+               repeats=max(0, got["sent"] - got["bodies"]), cpu_s=cpu)
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (live ones), from /proc.
+    Unlike latency, this hardly depends on what else the machine is running."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
 
 
 def prepare_bot(server: Server, phrasings: int, questions_seed: int = 0
@@ -331,6 +354,9 @@ def main(*, backends: list[str], duration: int, connections: int, phrasings: int
           "questions unless labelled:")
     for run in runs:
         print(run.line())
+    print("app CPU: CPU time of the `autotrain serve` processes over the run / answers (not "
+          "counting a Chroma server or PostgreSQL); "
+          f"{os.cpu_count()} idle cores could give at most {os.cpu_count()} s of it a second")
     print(f"machine: {os.cpu_count()} CPUs, load average {load_start[0]:.2f} / "
           f"{load_start[1]:.2f} / {load_start[2]:.2f} at start, {load_end[0]:.2f} / "
           f"{load_end[1]:.2f} / {load_end[2]:.2f} at end (wrk runs on the same CPUs)")
