@@ -32,6 +32,12 @@ class KeyCache(Generic[H]):
         # (possibly stale) answer back into the cache afterwards.
         self._generation = 0
 
+    def remembered(self, key: str) -> H | None:
+        """The holder if this process remembers the key (no I/O, for async callers)."""
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        with self._lock:
+            return self._cache.get(digest)
+
     def holder(self, key: str) -> H | None:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
         with self._lock:
