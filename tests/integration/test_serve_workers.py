@@ -74,7 +74,7 @@ def workers_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
                             stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 300
         while True:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             try:
@@ -91,6 +91,8 @@ def workers_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
         log.close()
 
 
+# Two processes each load the embedding model and connect to both engines before they serve.
+@pytest.mark.timeout(400)
 def test_two_workers_answer_from_shared_engines_and_never_serve_a_deactivated_entry(
         workers_server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     base, proc = workers_server
