@@ -191,8 +191,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     # The workers read their settings from the environment: carry the command's overrides.
     if data_dir is not None:
         os.environ["AUTOTRAIN_DATA_DIR"] = str(data_dir)
+    # uvicorn kills a worker that does not answer its supervisor's ping within the timeout
+    # (5 s by default): a worker loading the embedding model, or answering on a busy
+    # machine, can take longer, and was killed and restarted in a loop.
     uvicorn.run("app:worker_app", factory=True, workers=workers, host=host, port=port,
-                log_level="warning")
+                log_level="warning", timeout_worker_healthcheck=WORKER_PING_SECONDS)
+
+
+WORKER_PING_SECONDS = 60
 
 
 def _check_workers(settings: Settings, workers: int) -> None:

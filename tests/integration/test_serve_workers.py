@@ -111,7 +111,7 @@ def test_two_workers_answer_from_shared_engines_and_never_serve_a_deactivated_en
             got = httpx.post(f"{base}/api/v1/bots/acme/answer", headers=widget, timeout=60,
                              json={"question": "when will my order arrive"}).json()
             assert got["entry_id"] == entry["id"] and not got["escalate"]
-        assert c.post(f"/kb/entries/{entry['id']}/deactivate").status_code == 200
+        assert c.post(f"/bots/acme/kb/entries/{entry['id']}/deactivate").status_code == 200
         for _ in range(10):
             got = httpx.post(f"{base}/api/v1/bots/acme/answer", headers=widget, timeout=60,
                              json={"question": "when will my order arrive"}).json()
