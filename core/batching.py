@@ -1,5 +1,5 @@
-"""Micro-batching of the answer path: concurrent questions share one embedding run and one
-vector-index query."""
+"""Micro-batching of the answer path: concurrent questions share one vector-index query (and,
+with a remote embedder, one embeddings request)."""
 
 from __future__ import annotations
 
@@ -135,10 +135,15 @@ def _embedding_error(exc: Exception) -> Exception:
 
 class BatchingEmbedder:
     """An Embedder whose small calls (a question or two) from concurrent threads are embedded
-    in one model run: one ONNX call of 20 short questions costs far less than 20 calls of one
-    (per-call overhead, and both cores working on one run instead of fighting over them).
-    Each text gets the vector it gets alone: the ONNX embedder pads each batch and masks the
-    pads out (equal within float rounding, tests/core/test_batching.py)."""
+    in one call of the inner embedder. Each text gets the vector it gets alone (the ONNX
+    embedder pads each batch and masks the pads out: equal within float rounding,
+    tests/core/test_batching.py).
+
+    Worth it where a call costs more than its texts: the OpenAI embeddings API (one round
+    trip for many questions), which is where build_embedder uses it. Not for the offline
+    MiniLM on a small CPU: measured with 50 threads on the 2-core host, one shared ONNX run
+    at a time gave a third of the answers/s of concurrent single runs and more CPU per answer
+    (padding to the batch's longest question, and the work waits on one thread's turn)."""
 
     def __init__(self, inner: Embedder, *, max_batch: int = MAX_BATCH,
                  small_call: int = SMALL_CALL) -> None:

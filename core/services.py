@@ -70,8 +70,14 @@ def build_embedder(settings: Settings) -> Embedder:
     from core.batching import BatchingEmbedder
     from core.embeddings import CachedEmbedder
 
-    # Cache hits never queue; misses from concurrent requests share one model run.
-    return CachedEmbedder(BatchingEmbedder(_base_embedder(settings)))
+    base = _base_embedder(settings)
+    if settings.embedder == "openai":
+        # An embeddings request costs a network round trip whatever it carries: concurrent
+        # questions share one. The offline model is not batched across requests: its cost is
+        # per token, not per call, and one shared run at a time gave a third of the answers/s
+        # under load on this project's 2-core host (README, Performance).
+        base = BatchingEmbedder(base)
+    return CachedEmbedder(base)
 
 
 def _base_embedder(settings: Settings) -> Embedder:
