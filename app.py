@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -158,13 +160,18 @@ def _error(status: int, detail: Any) -> JSONResponse:
 
 
 def create_app(services: Services | None = None, *, settings: Settings | None = None,
-               background_jobs: bool | None = None) -> FastAPI:
-    """The FastAPI app. Tests hand in their own services; `serve` builds them from settings."""
+               background_jobs: bool | None = None, run_migrations: bool = True,
+               jobs_lock: Path | None = None) -> FastAPI:
+    """The FastAPI app. Tests hand in their own services; `serve` builds them from settings.
+
+    `jobs_lock`: with several app processes (`serve --workers N`), the in-process jobs run
+    only in the process that holds this file's lock."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "services", None) is None:
-            app.state.services = build_core_services(settings or load_settings())
+            app.state.services = build_core_services(settings or load_settings(),
+                                                     run_migrations=run_migrations)
         svc: Services = app.state.services
         if getattr(app.state, "slack", None) is None:
             _mount_slack(app, svc)  # services built just now
@@ -174,6 +181,10 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         # ours): send its error and access lines through ours, with fields and redaction.
         logs.adopt("uvicorn", "uvicorn.error", "uvicorn.access")
         run_jobs = background_jobs if background_jobs is not None else not svc.settings.redis_url
+        held = None
+        if run_jobs and jobs_lock is not None:
+            held = _hold_lock(jobs_lock)
+            run_jobs = held is not None
         jobs = InProcessJobs(svc, getattr(app.state, "slack", None),
                              app.state.mail) if run_jobs else None
         if jobs:
@@ -192,6 +203,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
                     await homes
             if jobs:
                 await jobs.stop()
+            if held is not None:
+                held.close()  # releases the lock: a restarted worker may take the jobs over
             if getattr(app.state, "slack", None) is not None:
                 await app.state.slack.drain()
             await app.state.mail.inbound.drain()
@@ -258,6 +271,28 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         _mount_slack(app, services)
         app.state.mail = build_mail(services.settings, services.review)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` process (uvicorn's factory): services built from
+    the environment in this process, migrations already applied by the parent, and the
+    in-process jobs (without REDIS_URL) in whichever worker takes the data dir's lock first."""
+    settings = load_settings()
+    return create_app(settings=settings, run_migrations=False,
+                      jobs_lock=settings.data_dir / "serve-jobs.lock")
+
+
+def _hold_lock(path: Path) -> IO[bytes] | None:
+    """An exclusive lock on `path` held while the returned file is open (the OS drops it when
+    the process dies, however it dies), or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("ab")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
 
 
 def _refresh_homes_task(app: FastAPI) -> asyncio.Task[None] | None:

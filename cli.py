@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from core.bots import Autonomy, create_bot, ensure_admin_key, get_bot
@@ -66,9 +67,9 @@ def _bot(svc: Services, slug: str) -> Bot:
             raise typer.Exit(1) from None
 
 
-def _announce_admin_key(svc: Services) -> None:
-    configured = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    with session_scope(svc.engine) as session:
+def _announce_admin_key(settings: Settings, engine: Engine) -> None:
+    configured = settings.api_key.get_secret_value() if settings.api_key else None
+    with session_scope(engine) as session:
         generated = ensure_admin_key(session, configured=configured)
     if generated:
         typer.secho("Generated an admin API key (shown once; set AUTOTRAIN_API_KEY to choose "
@@ -149,7 +150,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           smtp_port: Annotated[int | None, typer.Option(
               help="Receive replies by SMTP on this port (overrides "
                    "AUTOTRAIN_SMTP_LISTEN_PORT; bound to AUTOTRAIN_SMTP_LISTEN_HOST, "
-                   "127.0.0.1 by default)", min=0, max=65535)] = None) -> None:
+                   "127.0.0.1 by default)", min=0, max=65535)] = None,
+          workers: Annotated[int, typer.Option(
+              help="App processes sharing the port (needs DATABASE_URL on PostgreSQL and "
+                   "CHROMA_URL); without REDIS_URL one of them runs the scheduled jobs",
+              min=1, max=64)] = 1) -> None:
     """Run the HTTP API (and, without REDIS_URL, the scheduled jobs in this process)."""
     import uvicorn
 
@@ -158,13 +163,55 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     settings = _settings(data_dir)
     if smtp_port is not None:
         settings = settings.model_copy(update={"smtp_listen_port": smtp_port})
+    if workers > 1:
+        _check_workers(settings, workers)
     _logging(settings)
-    svc = _services(settings)
-    _announce_admin_key(svc)
+    if workers == 1:
+        svc = _services(settings)
+        _announce_admin_key(svc.settings, svc.engine)
+    else:
+        from core.db import make_engine, migrate
+
+        # Once here, before the workers start: each of them then only connects.
+        migrate(settings.sqlalchemy_url)
+        engine = make_engine(settings.sqlalchemy_url)
+        _announce_admin_key(settings, engine)
+        engine.dispose()
     for name, state in settings.integrations().items():
         typer.echo(f"  {name:13} {state}")
     typer.echo(f"API docs: http://{host}:{port}/docs")
-    uvicorn.run(create_app(svc), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(svc), host=host, port=port, log_level="warning")
+        return
+    typer.echo(f"  {'processes':13} {workers} app workers"
+               + ("" if settings.redis_url else "; scheduled jobs in one of them"))
+    # The workers read their settings from the environment: carry the command's overrides.
+    if data_dir is not None:
+        os.environ["AUTOTRAIN_DATA_DIR"] = str(data_dir)
+    # uvicorn kills a worker that does not answer its supervisor's ping within the timeout
+    # (5 s by default): a worker loading the embedding model, or answering on a busy
+    # machine, can take longer, and was killed and restarted in a loop.
+    uvicorn.run("app:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", timeout_worker_healthcheck=WORKER_PING_SECONDS)
+
+
+WORKER_PING_SECONDS = 60
+
+
+def _check_workers(settings: Settings, workers: int) -> None:
+    """Several app processes only on engines several processes may share."""
+    problems = []
+    if not settings.chroma_url:
+        problems.append("the embedded vector index has a single writer: set CHROMA_URL to a "
+                        "Chroma server (`chroma run`)")
+    if settings.sqlalchemy_url.startswith("sqlite"):
+        problems.append("the SQLite file is for one process: set DATABASE_URL to PostgreSQL")
+    if settings.smtp_listen_port is not None:
+        problems.append("only one process can listen for SMTP replies: run one "
+                        "`autotrain serve --smtp-port` besides the workers")
+    if problems:
+        typer.secho(f"--workers {workers} refused: " + "; ".join(problems), fg="red", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -372,7 +419,7 @@ def demo(data_dir: Annotated[Path, typer.Option(help="A fresh directory for the 
     settings = _settings(data_dir)
     _logging(settings)
     svc = _services(settings)
-    _announce_admin_key(svc)
+    _announce_admin_key(svc.settings, svc.engine)
     from bot.mail.digest import send_digest
     from bot.mail.send import FileMailer
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core import logs
@@ -45,19 +46,22 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 def caller_for_key(svc: Services, key: str) -> Caller | None:
     """Who a presented key belongs to, or None if it is unknown or revoked."""
-    admin = svc.settings.api_key.get_secret_value() if svc.settings.api_key else None
-    holder = svc.review.key_holder(key, admin_key=admin)
+    holder = svc.key_holder(key)
     return None if holder is None else Caller(*holder)
 
 
-def caller(
+async def caller(
     svc: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     found = None
     if credentials is not None and credentials.scheme.lower() == "bearer" \
             and credentials.credentials:
-        found = caller_for_key(svc, credentials.credentials)
+        key = credentials.credentials
+        # A key this process remembers needs no I/O: answered on the loop, no thread hop.
+        holder = svc.keys.remembered(key) if svc.keys is not None else None
+        found = Caller(*holder) if holder is not None else \
+            await run_in_threadpool(caller_for_key, svc, key)
     if found is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid API key",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -67,7 +71,9 @@ def caller(
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def require_admin(who: CallerDep) -> Caller:
+# async: a check without I/O must not cost a thread-pool hop on every request (a sync
+# dependency runs in the pool; under load each hop is a thread switch and a GIL hand-over).
+async def require_admin(who: CallerDep) -> Caller:
     if not who.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin key")
     return who
@@ -80,7 +86,7 @@ def needs(scope: KeyScope) -> Any:
     """A route dependency: the caller's key must reach `scope` (the admin key always does);
     otherwise 403 naming the scope needed, before anything runs."""
 
-    def check(who: CallerDep) -> Caller:
+    async def check(who: CallerDep) -> Caller:  # no I/O: on the loop, as require_admin
         if not who.scope.reaches(scope):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"this key's scope is {who.scope.value}; this route needs a "

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from core.answering import AnswerResult, answer_question
+from core.batching import BatchingIndex
+from core.bots import KeyScope
 from core.cycle import Cycle
 from core.db import make_engine, migrate
 from core.embeddings import Embedder
 from core.generation import Generator
 from core.index import ChromaIndex, PhrasingIndex
 from core.kb import IndexSync
+from core.keycache import KeyCache
 from core.policy.service import Policy
 from core.review import BotRef, Review
 from core.settings import Settings
@@ -32,9 +35,30 @@ class Services:
     cycle: Cycle
     # The one entry point of every review channel (core.review).
     review: Review
+    # What `answer` queries: the index behind a micro-batching front (core.batching), so
+    # concurrent questions share one query; None: `index` itself.
+    answer_index: PhrasingIndex | None = None
+    # Who holds each presented API key, remembered for a few seconds (core.keycache).
+    keys: KeyCache[tuple[str, str, str | None, KeyScope]] | None = None
+
+    def key_holder(self, key: str) -> tuple[str, str, str | None, KeyScope] | None:
+        """(key id, key name, bot id or None for the admin, scope) of a presented key, or
+        None when it is unknown or revoked."""
+        if self.keys is None:
+            return self.review.key_holder(key, admin_key=self._admin_key())
+        return self.keys.holder(key)
+
+    def forget_keys(self) -> None:
+        """A key was revoked: this process stops trusting what it remembered at once."""
+        if self.keys is not None:
+            self.keys.forget_all()
+
+    def _admin_key(self) -> str | None:
+        return self.settings.api_key.get_secret_value() if self.settings.api_key else None
 
     def answer(self, *, bot: BotRef, question: str) -> AnswerResult:
-        return answer_question(engine=self.engine, index=self.index, embedder=self.embedder,
+        return answer_question(engine=self.engine, index=self.answer_index or self.index,
+                               embedder=self.embedder,
                                bot_id=bot.id, question=question,
                                threshold=bot.settings.answer_threshold)
 
@@ -43,9 +67,17 @@ class Services:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    from core.batching import BatchingEmbedder
     from core.embeddings import CachedEmbedder
 
-    return CachedEmbedder(_base_embedder(settings))
+    base = _base_embedder(settings)
+    if settings.embedder == "openai":
+        # An embeddings request costs a network round trip whatever it carries: concurrent
+        # questions share one. The offline model is not batched across requests: its cost is
+        # per token, not per call, and one shared run at a time gave a third of the answers/s
+        # under load on this project's 2-core host (README, Performance).
+        base = BatchingEmbedder(base)
+    return CachedEmbedder(base)
 
 
 def _base_embedder(settings: Settings) -> Embedder:
@@ -110,7 +142,7 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
     policy = Policy(engine=engine, index_sync=index_sync)
     cycle = Cycle(engine=engine, embedder=embedder, index=index,
                   generator=generator or build_generator(settings, embedder), policy=policy)
-    return Services(
+    svc = Services(
         settings=settings,
         engine=engine,
         embedder=embedder,
@@ -120,4 +152,7 @@ def build_core_services(settings: Settings, *, run_migrations: bool = True,
         cycle=cycle,
         review=Review(engine=engine, policy=policy, cycle=cycle, index_sync=index_sync,
                       index=index, embedder=embedder),
+        answer_index=BatchingIndex(index),
     )
+    svc.keys = KeyCache(lambda key: svc.review.key_holder(key, admin_key=svc._admin_key()))
+    return svc

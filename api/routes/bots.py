@@ -52,6 +52,7 @@ def create_key(body: KeyCreate, bot: BotDep, svc: ServicesDep) -> KeyOut:
 def delete_key(key_id: str, bot: BotDep, svc: ServicesDep) -> Response:
     """Revoke a key: it gets 401 from then on."""
     svc.review.revoke_key(bot, key_id=key_id)
+    svc.forget_keys()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
