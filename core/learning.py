@@ -38,8 +38,17 @@ import numpy as np
 from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
+from core.bots import bot_settings
 from core.index import Hit
-from core.models import GapEvidence, IndexOutbox, LearnedPhrasing, Suggestion, utcnow
+from core.models import (
+    Bot,
+    GapEvidence,
+    IndexOutbox,
+    KBEntry,
+    LearnedPhrasing,
+    Suggestion,
+    utcnow,
+)
 from core.pipeline.proposals import SAME_ANSWER
 from core.pipeline.wording import clean_question, has_identifier, is_chitchat
 from core.status import SuggestionStatus
@@ -220,8 +229,24 @@ def _keep_newest(session: Session, *, bot_id: str, entry_id: str | None) -> None
     session.execute(delete(LearnedPhrasing).where(col(LearnedPhrasing.id).in_(oldest)))
 
 
+def learning_bots(session: Session, bot_ids: Iterable[str]) -> set[str]:
+    """Those of these bots whose setting `learn_from_agents` is on."""
+    return {b.id for b in session.exec(select(Bot).where(col(Bot.id).in_(set(bot_ids))))
+            if bot_settings(b).learn_from_agents}
+
+
+def relearn(session: Session, *, bot_id: str) -> None:
+    """`learn_from_agents` was switched: re-sync every entry with learned phrasings, and the
+    bot's nobody set, so the index holds them exactly while it is on."""
+    entries = set(session.exec(select(LearnedPhrasing.entry_id).where(
+        LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_not(None))).all())
+    for entry_id in [*sorted(e for e in entries if e), NOBODY]:
+        session.add(IndexOutbox(bot_id=bot_id, entry_id=entry_id))
+
+
 def learned_texts(session: Session, entry_ids: Iterable[str]) -> dict[str, list[str]]:
-    """Each entry's learned phrasings that are not blocked, oldest first."""
+    """Each entry's learned phrasings that are not blocked, oldest first (none for a bot
+    whose `learn_from_agents` is off)."""
     ids = list(set(entry_ids))
     out: dict[str, list[str]] = {}
     for start in range(0, len(ids), 500):
@@ -231,11 +256,19 @@ def learned_texts(session: Session, entry_ids: Iterable[str]) -> dict[str, list[
                     col(LearnedPhrasing.blocked_at).is_(None))
                 .order_by(col(LearnedPhrasing.learned_at), col(LearnedPhrasing.id))):
             out.setdefault(entry_id, []).append(text)
+    if out:
+        owners = dict(session.exec(select(KBEntry.id, KBEntry.bot_id).where(
+            col(KBEntry.id).in_(list(out)))).all())
+        on = learning_bots(session, set(owners.values()))
+        out = {e: texts for e, texts in out.items() if owners.get(e) in on}
     return out
 
 
 def nobody_texts(session: Session, *, bot_id: str) -> list[str]:
-    """The bot's questions that are nobody's, oldest first."""
+    """The bot's questions that are nobody's, oldest first (none while its
+    `learn_from_agents` is off)."""
+    if bot_id not in learning_bots(session, [bot_id]):
+        return []
     return list(session.exec(select(LearnedPhrasing.text).where(
         LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None),
         col(LearnedPhrasing.blocked_at).is_(None))

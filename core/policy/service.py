@@ -224,6 +224,7 @@ class Policy:
                 raise NotFound("bot not found")
             before = bot_settings(bot).model_dump(mode="json")
             after = merge_settings(bot_settings(bot), cmd.patch).model_dump(mode="json")
+            relearn = False
             channel = after.get("slack_channel")
             if channel and channel != before.get("slack_channel"):
                 # A Slack channel reviews one bot: its cards and commands must not mix bots.
@@ -243,7 +244,13 @@ class Policy:
                     # Pausing through the settings is still a pause the reviewers hear of.
                     _announce_pause(session, bot_id=bot.id, paused=not after["enabled"],
                                     actor=cmd.actor)
-            return after
+                relearn = "learn_from_agents" in changed
+                if relearn:
+                    learning.relearn(session, bot_id=bot.id)
+        if after != before and relearn:
+            # What the bot learned from its agents leaves (or rejoins) the index at once.
+            self._after_commit(cmd.bot_id)
+        return after
 
     def set_paused(self, cmd: SetPaused) -> dict[str, Any]:
         """Pause or resume auto-training: one audit row, and the reviewers are told."""

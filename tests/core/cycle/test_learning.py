@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from core.conversations import ConversationIn, store_conversations
 from core.db import session_scope
 from core.models import LearnedPhrasing, utcnow
-from core.policy.commands import CreateEntry, RejectReason
+from core.policy.commands import CreateEntry, RejectReason, UpdateSettings
 from core.services import Services
 from core.status import SuggestionKind
 from tests.gap_world import REVIEWER, GapWorld
@@ -180,3 +180,21 @@ def test_questions_the_agents_answered_with_what_no_entry_says_are_handed_over(
     canada = world.approve(sug)
     assert [_answer(services, q) for q in CANADA] == [canada, canada]
     assert services.review.index_health(services.review.bot("shop"))["nobody_phrasings"] == 0
+
+
+def test_turning_learning_off_takes_what_was_learned_out_of_the_answers_at_once(
+        services: Services) -> None:
+    world, ids = _world(services)
+    now = utcnow()
+    world.escalate("locked", [LOCKED_OUT], [PASSWORD_ANSWER], now - timedelta(hours=1))
+    world.cycle(now)
+    assert _answer(services, LOCKED_OUT) == ids["password"]
+
+    bot = services.review.bot("shop")
+    services.policy.update_settings(UpdateSettings(
+        bot_id=bot.id, patch={"learn_from_agents": False}, actor=REVIEWER))
+    assert _answer(services, LOCKED_OUT) is None
+    assert services.index_sync.reconcile(bot_id=bot.id)["in_sync"]
+    services.policy.update_settings(UpdateSettings(
+        bot_id=bot.id, patch={"learn_from_agents": True}, actor=REVIEWER))
+    assert _answer(services, LOCKED_OUT) == ids["password"]
