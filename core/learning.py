@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from core.bots import bot_settings
@@ -70,6 +70,8 @@ MAX_PER_ENTRY = 200
 MAX_NOBODY = 1000
 # Questions shorter than this many characters once cleaned carry no topic ("card?").
 MIN_CHARS = 8
+# Ids per IN (...) clause: under SQLite's and PostgreSQL's bound-parameter limits.
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,12 @@ def learn(session: Session, *, bot_id: str, taught: Iterable[Taught], entry_ids:
         key = text_key(text)
         texts[key] = text
         found.setdefault((entry_id, key), t)
-    rows = list(session.exec(select(LearnedPhrasing).where(
-        LearnedPhrasing.bot_id == bot_id,
-        col(LearnedPhrasing.text_key).in_(list(texts)))) if texts else [])
+    keys = list(texts)
+    rows: list[LearnedPhrasing] = []
+    for start in range(0, len(keys), CHUNK):  # a full re-analysis teaches thousands at once
+        rows += session.exec(select(LearnedPhrasing).where(
+            LearnedPhrasing.bot_id == bot_id,
+            col(LearnedPhrasing.text_key).in_(keys[start:start + CHUNK]))).all()
     known = {(r.entry_id, r.text_key) for r in rows}
     owned = {r.text_key for r in rows if r.entry_id is not None and r.blocked_at is None}
     nobody = {r.text_key: r for r in rows if r.entry_id is None}
@@ -189,12 +194,15 @@ def _reconsider(session: Session, *, bot_id: str, entry_ids: Sequence[str],
         col(LearnedPhrasing.blocked_at).is_(None))))
     if not rows:
         return set()
-    published = set(session.exec(select(GapEvidence.conversation_id).where(
-        col(GapEvidence.conversation_id).in_(
-            [r.conversation_id for r in rows if r.conversation_id]),
-        col(GapEvidence.gap_id).in_(select(Suggestion.gap_id).where(
-            Suggestion.bot_id == bot_id, col(Suggestion.status).in_(
-                (SuggestionStatus.approved, SuggestionStatus.auto_published)))))).all())
+    conversations = [r.conversation_id for r in rows if r.conversation_id]
+    approved = select(Suggestion.gap_id).where(
+        Suggestion.bot_id == bot_id,
+        col(Suggestion.status).in_((SuggestionStatus.approved, SuggestionStatus.auto_published)))
+    published: set[str] = set()
+    for start in range(0, len(conversations), CHUNK):
+        published.update(session.exec(select(GapEvidence.conversation_id).where(
+            col(GapEvidence.conversation_id).in_(conversations[start:start + CHUNK]),
+            col(GapEvidence.gap_id).in_(approved))).all())
     owned = set(session.exec(select(LearnedPhrasing.entry_id, LearnedPhrasing.text_key).where(
         LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_not(None))).all())
     changed: set[str] = set()
@@ -226,7 +234,9 @@ def _keep_newest(session: Session, *, bot_id: str, entry_id: str | None) -> None
     oldest = list(session.exec(select(LearnedPhrasing.id).where(*live)
                                .order_by(col(LearnedPhrasing.learned_at), col(LearnedPhrasing.id))
                                .limit(count - cap)))
-    session.execute(delete(LearnedPhrasing).where(col(LearnedPhrasing.id).in_(oldest)))
+    for start in range(0, len(oldest), CHUNK):
+        session.execute(delete(LearnedPhrasing).where(
+            col(LearnedPhrasing.id).in_(oldest[start:start + CHUNK])))
 
 
 def learning_bots(session: Session, bot_ids: Iterable[str]) -> set[str]:
@@ -304,14 +314,19 @@ def release(session: Session, *, bot_id: str, questions: Iterable[str],
     nobody's no more. Returns how many were released; the index follows through the
     outbox."""
     keys = release_keys(questions)
-    conversations = [c for c in conversation_ids if c]
-    mine = [LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None)]
-    gone = session.execute(delete(LearnedPhrasing).where(*mine, or_(
-        col(LearnedPhrasing.text_key).in_(keys),
-        col(LearnedPhrasing.conversation_id).in_(conversations)))).rowcount
+    conversations = set(conversation_ids)
+    # A bot keeps at most MAX_NOBODY of them: read them all rather than send a gap's
+    # thousands of questions as query parameters.
+    gone = [i for i, key, conversation in session.exec(
+        select(LearnedPhrasing.id, LearnedPhrasing.text_key, LearnedPhrasing.conversation_id)
+        .where(LearnedPhrasing.bot_id == bot_id, col(LearnedPhrasing.entry_id).is_(None)))
+        if key in keys or (conversation is not None and conversation in conversations)]
+    for start in range(0, len(gone), CHUNK):
+        session.execute(delete(LearnedPhrasing).where(
+            col(LearnedPhrasing.id).in_(gone[start:start + CHUNK])))
     if gone:
         session.add(IndexOutbox(bot_id=bot_id, entry_id=NOBODY))
-    return int(gone or 0)
+    return len(gone)
 
 
 def block(session: Session, *, bot_id: str, entry_id: str, questions: Iterable[str],
