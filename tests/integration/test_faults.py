@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.kb import FAULT_ENV, insert_entry
+from core.learning import NOBODY
 from core.models import AuditEvent, CycleRun, CycleSlot, IndexOutbox, KBEntry, Suggestion
 from core.policy.commands import Actor, Approve, Channel, UpdateSettings
 from core.services import Services, build_core_services
@@ -278,14 +279,18 @@ async def test_chroma_down_during_an_approval_the_outbox_catches_up_and_drift_is
                                          actor=Actor("alice", Channel.api)), bot=bot)
     assert outcome.suggestion is not None and outcome.suggestion.status == "approved"
     ctx: dict[str, Any] = {"services": svc}
-    assert (await relay_outbox(ctx))["pending"] == 1  # still waiting for the index
+    # Two index changes wait: the new entry, and its questions no longer voting "nobody"
+    # (the cycle had learned them as nobody's from the agents' replies, core.learning).
+    assert (await relay_outbox(ctx))["pending"] == 2  # still waiting for the index
     with Session(svc.engine) as session:
-        [row] = session.exec(select(IndexOutbox).where(
+        rows = session.exec(select(IndexOutbox).where(
             col(IndexOutbox.processed_at).is_(None))).all()
-        assert row.attempts >= 1 and row.last_error
+        assert outcome.entry is not None
+        assert {r.entry_id for r in rows} == {outcome.entry.id, NOBODY}
+        assert any(r.attempts >= 1 and r.last_error for r in rows)
 
     chroma_server.start()
-    assert await relay_outbox(ctx) == {"processed": 1, "pending": 0}
+    assert await relay_outbox(ctx) == {"processed": 2, "pending": 0}
     served = svc.answer(bot=svc.review.bot_by_id(bot_id), question=question)
     assert served.answer == outcome.suggestion.answer
 
