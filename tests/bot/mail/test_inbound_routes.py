@@ -300,15 +300,21 @@ async def test_poll_forever_rides_out_a_server_outage_and_stops_when_cancelled(
     # A TCP proxy to Dovecot that hangs up on the first two connections: a server that
     # is down, then back.
     attempts = 0
+    # Every socket the proxy holds, closed at the end: Server.wait_closed() waits for the
+    # proxy's open connections (Python 3.11.7+), and a poll cancelled mid-session leaves its
+    # pipe to Dovecot open.
+    held: list[asyncio.StreamWriter] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal attempts
         attempts += 1
+        held.append(writer)
         if attempts <= 2:
             writer.close()
             return
         up_reader, up_writer = await asyncio.open_connection(imap_mailbox.host,
                                                              imap_mailbox.port)
+        held.append(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -337,6 +343,8 @@ async def test_poll_forever_rides_out_a_server_outage_and_stops_when_cancelled(
         with pytest.raises(asyncio.CancelledError):
             await polling
         server.close()
+        for w in held:
+            w.close()
         await server.wait_closed()
 
     assert [raw for raw, _, _ in sink.got] == [reply(1)]
