@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from core.db import session_scope
 from core.embeddings import Embedder
 from core.errors import InvalidInput, NotFound
-from core.index import IndexUnavailable, PhrasingIndex, entry_phrasings
+from core.index import IndexUnavailable, Phrasing, PhrasingIndex, entry_phrasings
 from core.learning import NOBODY, learned_texts, nobody_texts
 from core.models import IndexOutbox, KBEntry, KBEntryVersion, utcnow
 
@@ -156,6 +156,20 @@ def _fault_point(name: str) -> None:
 
 
 
+def _indexed(entry: KBEntry, learned: dict[str, list[str]]) -> list[Phrasing]:
+    """What the index holds for an entry: its question, its triggers and what it learned from
+    the agents (core.learning)."""
+    return entry_phrasings(bot_id=entry.bot_id, entry_id=entry.id, question=entry.question,
+                           variants=[*entry.variants, *learned.get(entry.id, [])],
+                           active=entry.active)
+
+
+def _nobody_indexed(bot_id: str, texts: list[str]) -> list[Phrasing]:
+    """What the index holds for the bot's questions that are nobody's."""
+    return entry_phrasings(bot_id=bot_id, entry_id=NOBODY, question="", variants=texts,
+                           active=True)
+
+
 @dataclass
 class RelayResult:
     processed: int = 0
@@ -180,10 +194,7 @@ class IndexSync:
         phrasings were written."""
         with Session(self.engine) as session:
             learned = learned_texts(session, [e.id for e in entries])
-        per_entry = [entry_phrasings(bot_id=e.bot_id, entry_id=e.id, question=e.question,
-                                     variants=[*e.variants, *learned.get(e.id, [])],
-                                     active=e.active)
-                     for e in entries]
+        per_entry = [_indexed(e, learned) for e in entries]
         vectors = self.embedder.embed([p.text for phr in per_entry for p in phr])
         start = 0
         for entry, phrasings in zip(entries, per_entry, strict=True):
@@ -197,8 +208,7 @@ class IndexSync:
         vote for handing over. Returns how many phrasings were written."""
         with Session(self.engine) as session:
             texts = nobody_texts(session, bot_id=bot_id)
-        phrasings = entry_phrasings(bot_id=bot_id, entry_id=NOBODY, question="",
-                                    variants=texts, active=True)
+        phrasings = _nobody_indexed(bot_id, texts)
         vectors = self.embedder.embed([p.text for p in phrasings]) if phrasings \
             else np.zeros((0, 0), dtype=np.float32)
         self.index.sync_entry(bot_id=bot_id, entry_id=NOBODY, phrasings=phrasings,
@@ -311,12 +321,9 @@ class IndexSync:
             learned = learned_texts(session, [e.id for e in entries])
             nobody = nobody_texts(session, bot_id=bot_id)
         expected: dict[str, tuple[str, bool]] = {
-            p.id: (NOBODY, True) for p in entry_phrasings(
-                bot_id=bot_id, entry_id=NOBODY, question="", variants=nobody, active=True)}
+            p.id: (NOBODY, True) for p in _nobody_indexed(bot_id, nobody)}
         for entry in entries:
-            for p in entry_phrasings(bot_id=bot_id, entry_id=entry.id, question=entry.question,
-                                     variants=[*entry.variants, *learned.get(entry.id, [])],
-                                     active=entry.active):
+            for p in _indexed(entry, learned):
                 expected[p.id] = (entry.id, entry.active)
         stored = self.index.snapshot(bot_id=bot_id)
         missing = sorted(set(expected) - set(stored))

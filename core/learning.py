@@ -336,7 +336,7 @@ def block(session: Session, *, bot_id: str, entry_id: str, questions: Iterable[s
     it again. Returns how many phrasings were blocked; the index follows through the outbox."""
     wanted = list(questions)
     cleaned = {text_key(t): t for q in wanted if (t := learnable(q)) is not None}
-    keys = {text_key(q) for q in wanted} | set(cleaned)
+    keys = release_keys(wanted)
     rows = list(session.exec(select(LearnedPhrasing).where(
         LearnedPhrasing.entry_id == entry_id)))
     conversations = set(conversation_ids)

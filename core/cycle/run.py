@@ -219,9 +219,10 @@ class Cycle:
 
     def _learn(self, *, bot_id: str, taught: list[Taught], answers: AnswerMatrix,
                result: CycleResult) -> None:
-        """Questions the agents answered with an entry's answer are recognised as its from
-        now on (core.learning); the index follows at once when the cycle has the policy's
-        relay, else with the background relay."""
+        """Questions the agents answered are learned (core.learning): as an entry's when
+        they restated its answer, as nobody's when they said what no entry says. The index
+        follows at once when the cycle has the policy's relay, else with the background
+        relay."""
         with session_scope(self.engine) as session:
             changed, result.phrasings_learned = learn(
                 session, bot_id=bot_id, taught=taught, entry_ids=answers.entry_ids,
