@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
 
 from core.embeddings import Embedder
 from core.replay import FALLBACK  # the simulated bot's hand-over line
@@ -30,6 +30,15 @@ EMAIL_FIXTURES = ROOT / "tests" / "fixtures" / "email"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_CHROMA_URL = os.environ.get("TEST_CHROMA_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+def reset_postgres(url: str) -> None:
+    """Empty the test PostgreSQL database: every table, type and alembic's version go."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
 
 def escalated_conversation(cid: str, question: str, agent_reply: str | None, at: datetime,
                            ) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 from core.bots import create_bot
 from core.conversations import ConversationIn, ingest_batch
 from core.db import make_engine, migrate, session_scope
 from core.models import Conversation, ConversationAnswer
-from tests.helpers import TEST_DATABASE_URL
+from tests.helpers import TEST_DATABASE_URL, reset_postgres
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -28,11 +28,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         if not TEST_DATABASE_URL:
             pytest.skip("TEST_DATABASE_URL not set (scripts/test.sh starts PostgreSQL)")
         url = TEST_DATABASE_URL
-        eng = make_engine(url)
-        with eng.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
+        reset_postgres(url)
     migrate(url)
     eng = make_engine(url)
     yield eng

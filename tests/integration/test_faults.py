@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, text
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.db import session_scope
@@ -34,7 +34,7 @@ from core.models import AuditEvent, CycleRun, CycleSlot, IndexOutbox, KBEntry, S
 from core.policy.commands import Actor, Approve, Channel, UpdateSettings
 from core.services import Services, build_core_services
 from core.settings import Settings, load_settings
-from tests.helpers import ADMIN_KEY, ROOT, TEST_DATABASE_URL, charger_bot
+from tests.helpers import ADMIN_KEY, ROOT, TEST_DATABASE_URL, charger_bot, reset_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.chroma_server,
               pytest.mark.timeout(300)]
@@ -153,22 +153,14 @@ def chroma_server(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: Server, chroma_server: Server) -> Iterator[Settings]:
     assert TEST_DATABASE_URL
-    _reset_postgres(TEST_DATABASE_URL)
+    reset_postgres(TEST_DATABASE_URL)
     yield load_settings(AUTOTRAIN_DATA_DIR=tmp_path / "data", AUTOTRAIN_API_KEY=ADMIN_KEY,
                         DATABASE_URL=TEST_DATABASE_URL, CHROMA_URL=chroma_server.url,
                         REDIS_URL=redis_server.url)
-    _reset_postgres(TEST_DATABASE_URL)
+    reset_postgres(TEST_DATABASE_URL)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.helpers import (
     CHARGER_QUESTIONS,
@@ -28,6 +27,7 @@ from tests.helpers import (
     TEST_REDIS_URL,
     drafted_from,
     escalated_conversation,
+    reset_postgres,
 )
 
 ADMIN = "atadm_production-test-admin-key-0123456789"
@@ -43,11 +43,7 @@ def _free_port() -> int:
 
 
 def _reset(database_url: str, redis_url: str) -> None:
-    engine = create_engine(database_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    reset_postgres(database_url)
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -159,6 +155,9 @@ def test_the_launcher_runs_app_and_worker_and_stops_both(tmp_path: Path) -> None
                                   ).headers["x-request-id"]
             assert request_id == "probe-0001"
         assert ready_body["status"] == "ready", ready_body
+        # The suggestion is written before the cycle's last steps and its log line: stop only
+        # once the worker has finished the job.
+        _wait(lambda: "cycle for bot" in out.read_text(), "the cycle's end", 60, out)
 
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=30) == 143

@@ -12,10 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from app import _hold_lock
-from tests.helpers import ADMIN_KEY, ROOT, TEST_CHROMA_URL, TEST_DATABASE_URL, run_cli
+from tests.helpers import (
+    ADMIN_KEY,
+    ROOT,
+    TEST_CHROMA_URL,
+    TEST_DATABASE_URL,
+    reset_postgres,
+    run_cli,
+)
 
 
 def test_several_workers_are_refused_on_the_embedded_default(tmp_path: Path) -> None:
@@ -58,11 +64,7 @@ def _children(pid: int) -> list[int]:
 def workers_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     if not (TEST_DATABASE_URL and TEST_CHROMA_URL):
         pytest.skip("TEST_DATABASE_URL and TEST_CHROMA_URL not set (scripts/test.sh starts them)")
-    engine = create_engine(TEST_DATABASE_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    reset_postgres(TEST_DATABASE_URL)
     port = _free_port()
     env = {**os.environ, "AUTOTRAIN_DATA_DIR": str(tmp_path / "data"),
            "DATABASE_URL": TEST_DATABASE_URL, "CHROMA_URL": TEST_CHROMA_URL,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 from sqlmodel import Session, select
 
 from core.bots import create_bot
@@ -20,20 +20,12 @@ from core.models import Suggestion
 from core.policy.commands import Actor, Approve, Channel, Reject
 from core.services import Services, build_core_services
 from core.settings import load_settings
-from tests.helpers import TEST_DATABASE_URL, charger_bot
+from tests.helpers import TEST_DATABASE_URL, charger_bot, reset_postgres
 
 EXPECTED_TABLES = {"bot", "apikey", "kbentry", "kbentryversion", "indexoutbox", "conversation",
                    "gap", "gapevidence", "suggestion", "auditevent", "cyclerun",
                    "conversationanswer", "notification", "entrywatch", "notificationdelivery",
                    "postedcard", "digestsent"}
-
-
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,9 +35,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not TEST_DATABASE_URL:
         pytest.skip("TEST_DATABASE_URL not set (scripts/test.sh starts PostgreSQL)")
-    _reset_postgres(TEST_DATABASE_URL)
+    reset_postgres(TEST_DATABASE_URL)
     yield TEST_DATABASE_URL
-    _reset_postgres(TEST_DATABASE_URL)
+    reset_postgres(TEST_DATABASE_URL)
 
 
 def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:

@@ -8,24 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from core.bots import create_bot
 from core.cycle import slots
 from core.db import make_engine, migrate, session_scope
 from core.models import CycleSlot
-from tests.helpers import TEST_DATABASE_URL
+from tests.helpers import TEST_DATABASE_URL, reset_postgres
 
 NOON = datetime(2026, 12, 2, 12, 7, tzinfo=UTC)
-
-
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,13 +28,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         pytest.skip("TEST_DATABASE_URL not set (scripts/test.sh starts PostgreSQL)")
     else:
         url = TEST_DATABASE_URL
-        _reset_postgres(url)
+        reset_postgres(url)
     migrate(url)
     eng = make_engine(url)
     yield eng
     eng.dispose()
     if request.param == "postgresql":
-        _reset_postgres(url)
+        reset_postgres(url)
 
 
 def _bots(engine: Engine, *slugs: str) -> list[str]:
